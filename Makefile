@@ -1,0 +1,33 @@
+# The venv runs on Debian's /usr/bin/python3 with the distribution's python3-libvirt,
+# python3-psutil, python3-cs, python3-systemd and python3-structlog, because those are the
+# versions the .deb depends on; pip adds only the test tools.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: deps venv test lint demo bench clean
+
+deps:
+	bash .ci/install-deps
+
+venv: $(VENV)/.ok
+
+$(VENV)/.ok: pyproject.toml
+	/usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	$(PY) -m pip install -q pytest hypothesis python-linstor jsonschema pyyaml ruff
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check guard tests benchmarks
+
+test: venv lint
+	$(PY) -m pytest -q
+
+demo: venv
+	$(PY) -m tests.demo
+
+bench: venv
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
