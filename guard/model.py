@@ -1,0 +1,204 @@
+"""Plain data shared by the sources, the evaluator and the reports.
+
+Everything here is immutable so that the evaluator can stay a pure function: a snapshot
+taken at one moment is never changed by the code that judges it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Optional
+
+CLOCK_SLACK_S = 2.0
+"""log4j timestamps have millisecond precision and psutil's start time is rounded to
+clock ticks; a line written in the agent's first instants must still count as its own."""
+
+
+class Severity(enum.IntEnum):
+    """Nagios plugin states; the integer is the exit code."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+    @property
+    def rank(self) -> int:
+        """Order for "worst wins": evidence of a problem outranks a blind spot."""
+        return {Severity.OK: 0, Severity.UNKNOWN: 1, Severity.WARNING: 2, Severity.CRITICAL: 3}[
+            self
+        ]
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A primary storage pool as one evidence source sees it.
+
+    `type` uses CloudStack's StoragePoolType names (Linstor, NetworkFilesystem, RBD, ...)
+    so that every source speaks the same vocabulary; libvirt's own pool types are mapped
+    to them by the libvirt source.
+    """
+
+    uuid: str
+    type: str
+    origin: str
+    name: str = ""
+    state: str = ""
+    source_hosts: tuple[str, ...] = ()
+    target: str = ""
+    url: str = ""
+    scope: str = ""
+
+
+@dataclass(frozen=True)
+class Incarnation:
+    """One life of the agent JVM: its caches are born and die with it."""
+
+    pid: int
+    start_time: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.pid}:{self.start_time:.2f}"
+
+
+@dataclass(frozen=True)
+class ChildProcess:
+    pid: int
+    name: str
+    cmdline: str
+
+
+@dataclass(frozen=True)
+class AgentProcess:
+    incarnation: Incarnation
+    cmdline: str
+    children: tuple[ChildProcess, ...] = ()
+    connected: Optional[bool] = None
+    connection: str = ""
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """One thing the agent log says happened.
+
+    kind is one of: agent-start, agent-version, agent-stop, agent-connected, pool-add,
+    pool-remove, pool-delete-command, linstor-pool, linstor-foreign-path,
+    heartbeat-failure, storage-failure. For storage-failure, `operation` is disk-cleanup,
+    pool-create, pool-delete, or "" when the trace does not say.
+    `ts` is seconds since the epoch in the host's local time zone, or None when the
+    line carried no usable timestamp (fragments pasted from tickets).
+    """
+
+    kind: str
+    ts: Optional[float]
+    file: str
+    line: int
+    pool_uuid: str = ""
+    pool_type: str = ""
+    url: str = ""
+    adaptor: str = ""
+    exception: str = ""
+    detail: str = ""
+    operation: str = ""
+    pid: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """How a backend's control plane answered.
+
+    status is one of: healthy, refused, timeout, dns, tls, http-error, bad-answer.
+    """
+
+    backend: str
+    target: str
+    status: str
+    detail: str = ""
+    latency_s: float = 0.0
+    http_status: Optional[int] = None
+    version: str = ""
+    node_status: str = ""
+
+    @property
+    def reachable(self) -> bool:
+        return self.status == "healthy"
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """Whether an evidence source could be read; `configured` False means not asked for."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+    configured: bool = True
+
+
+@dataclass(frozen=True)
+class ManagementHost:
+    id: str
+    name: str
+    state: str
+    cluster_id: str = ""
+    zone_id: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything gathered in one pass; the evaluator sees nothing else."""
+
+    now: float
+    hostname: str
+    agent: Optional[AgentProcess]
+    agent_version: str = ""
+    libvirt_pools: tuple[Pool, ...] = ()
+    management_host: Optional[ManagementHost] = None
+    management_pools: tuple[Pool, ...] = ()
+    log_events: tuple[LogEvent, ...] = ()
+    probes: tuple[tuple[str, ProbeResult], ...] = ()
+    sources: tuple[SourceStatus, ...] = ()
+
+    def source(self, name: str) -> Optional[SourceStatus]:
+        return next((s for s in self.sources if s.name == name), None)
+
+    def source_ok(self, name: str) -> bool:
+        status = self.source(name)
+        return bool(status and status.configured and status.ok)
+
+    def current_events(self) -> tuple[LogEvent, ...]:
+        """Log events written by the running agent incarnation.
+
+        Lines without a timestamp cannot be placed and are left out; the log's clock is
+        the host's, the same one psutil reports the process start time in.
+        """
+        if self.agent is None:
+            return ()
+        start = self.agent.incarnation.start_time - CLOCK_SLACK_S
+        return tuple(e for e in self.log_events if e.ts is not None and e.ts >= start)
+
+    def probe_for(self, pool_uuid: str) -> Optional[ProbeResult]:
+        return next((p for uuid, p in self.probes if uuid == pool_uuid), None)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    source: str
+    fact: str
+
+    def __str__(self) -> str:
+        return f"{self.fact} [{self.source}]"
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    severity: Severity
+    evidence: tuple[Evidence, ...]
+    action: str
+    pool_uuid: str = ""
+    pool_type: str = ""
+    backend: str = ""
+    restart_helps: bool = False
+    extra: tuple[tuple[str, str], ...] = field(default=())
