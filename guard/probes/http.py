@@ -1,0 +1,184 @@
+"""A minimal HTTP/1.1 GET on asyncio streams, for probes that must obey a hard deadline.
+
+http.client and urllib only bound each socket operation, and a worker thread stuck in
+one of them keeps the process alive at exit; a controller that accepts and then drips
+bytes could hold `check` far past its timeout. Here the caller wraps everything in one
+asyncio deadline and cancellation ends it, including name resolution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+import ssl
+import threading
+from dataclasses import dataclass
+from typing import Optional
+from urllib.parse import urlsplit
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+class ProbeError(Exception):
+    """A classified failure: `status` is one of the probe status words."""
+
+    def __init__(self, status: str, detail: str, http_status: Optional[int] = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.http_status = http_status
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str
+    port: int
+    base_path: str
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.base_path}"
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def parse_target(raw: str, default_ports: dict[str, int]) -> Target:
+    """Accept what operators and CloudStack store: bare host, host:port, or a full URL."""
+    text = raw.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in default_ports:
+        raise ValueError(f"unsupported scheme {scheme!r} in {raw!r}")
+    if not parts.hostname:
+        raise ValueError(f"no host in {raw!r}")
+    port = parts.port or default_ports[scheme]
+    return Target(scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+
+def _resolve_in_daemon_thread(host: str, port: int) -> asyncio.Future:
+    """getaddrinfo can block for many seconds; a daemon thread never holds up exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    def work() -> None:
+        try:
+            result = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            error = exc
+            loop.call_soon_threadsafe(lambda: future.done() or future.set_exception(error))
+            return
+        loop.call_soon_threadsafe(lambda: future.done() or future.set_result(result))
+
+    threading.Thread(target=work, name=f"resolve-{host}", daemon=True).start()
+    return future
+
+
+async def _address(host: str, port: int) -> str:
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        infos = await _resolve_in_daemon_thread(host, port)
+    except OSError as exc:
+        raise ProbeError("dns", f"cannot resolve {host}: {exc}") from None
+    if not infos:
+        raise ProbeError("dns", f"{host} has no address")
+    return infos[0][4][0]
+
+
+def _connect_error(exc: OSError, target: Target) -> ProbeError:
+    where = f"{target.host}:{target.port}"
+    if isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "verify_message", "") or getattr(exc, "reason", "") or str(exc)
+        return ProbeError("tls", f"TLS handshake with {where} failed: {reason}")
+    if isinstance(exc, ConnectionRefusedError):
+        return ProbeError("refused", f"connection to {where} refused")
+    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return ProbeError("refused", f"{where} unreachable ({exc.strerror})")
+    return ProbeError("refused", f"cannot connect to {where}: {exc.strerror or exc}")
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        chunks = []
+        size_total = 0
+        while True:
+            size_line = await reader.readline()
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                break
+            size_total += size
+            if size_total > MAX_BODY_BYTES:
+                raise ProbeError("bad-answer", "answer body too large")
+            chunks.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+        return b"".join(chunks)
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        if length > MAX_BODY_BYTES:
+            raise ProbeError("bad-answer", "answer body too large")
+        return await reader.readexactly(length)
+    body = await reader.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        raise ProbeError("bad-answer", "answer body too large")
+    return body
+
+
+async def get(
+    target: Target,
+    path: str,
+    headers: Optional[dict[str, str]] = None,
+    ssl_context: Optional[ssl.SSLContext] = None,
+) -> Answer:
+    """One GET with `Connection: close`; the caller bounds the time with asyncio.wait_for."""
+    address = await _address(target.host, target.port)
+    tls = ssl_context if target.scheme == "https" else None
+    try:
+        reader, writer = await asyncio.open_connection(
+            address, target.port, ssl=tls, server_hostname=target.host if tls else None
+        )
+    except OSError as exc:
+        raise _connect_error(exc, target) from None
+    try:
+        host_header = f"[{target.host}]" if ":" in target.host else target.host
+        lines = [f"GET {target.base_path}{path} HTTP/1.1", f"Host: {host_header}:{target.port}",
+                 "Accept: application/json", "Connection: close", "User-Agent: cloudstack-guard"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        await writer.drain()
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            raise ProbeError("bad-answer", "answer headers too large") from None
+        if len(head) > MAX_HEADER_BYTES:
+            raise ProbeError("bad-answer", "answer headers too large")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        fields = status_line.split(" ", 2)
+        if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
+            raise ProbeError("bad-answer", f"not an HTTP answer: {status_line[:80]!r}")
+        parsed = {}
+        for line in header_lines:
+            name, sep, value = line.partition(":")
+            if sep:
+                parsed[name.strip().lower()] = value.strip()
+        return Answer(int(fields[1]), parsed, await _read_body(reader, parsed))
+    except (asyncio.IncompleteReadError, ConnectionResetError, ValueError) as exc:
+        raise ProbeError("bad-answer", f"answer cut short or malformed ({type(exc).__name__})") from None
+    except ssl.SSLError as exc:
+        raise _connect_error(exc, target) from None
+    finally:
+        writer.close()

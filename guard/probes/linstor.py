@@ -1,0 +1,152 @@
+"""Is a LINSTOR controller answering the way the agent's adaptor needs it to?
+
+The adaptor's disconnect path asks the controller for this node's resources; if the
+controller refuses or hangs, every VM stop on the host fails. So the probe walks the
+same ladder: liveness (/health), the REST API itself (/v1/controller/version, which
+needs the token when auth is on), and this node as the controller sees it (/v1/nodes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import time
+from typing import Any, Optional
+from urllib.parse import quote
+
+from guard.config import LinstorConfig
+from guard.model import ProbeResult
+from guard.probes import http
+
+DEFAULT_PORTS = {"http": 3370, "https": 3371}
+BACKEND = "linstor"
+
+
+def load_token(path: str) -> str:
+    """The bearer token from LINSTOR's auth.json (java-linstor reads its top-level
+    "token"); absent or unreadable means none.
+
+    The file belongs to LINSTOR, not to us, so a broken one is not our config error: the
+    probe then runs without a token and an auth failure shows as http-error 401.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    token = data.get("token", "")
+    return token if isinstance(token, str) else ""
+
+
+def ssl_context(config: LinstorConfig) -> ssl.SSLContext:
+    """Verification is always on; a CA file only changes whom we trust."""
+    context = ssl.create_default_context(cafile=config.ca or None)
+    if config.cert:
+        context.load_cert_chain(config.cert, config.key)
+    return context
+
+
+def _json(answer: http.Answer, what: str) -> Any:
+    try:
+        return json.loads(answer.body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise http.ProbeError("bad-answer", f"{what} is not JSON") from None
+
+
+def _check_status(answer: http.Answer, what: str) -> None:
+    if answer.status >= 400:
+        text = answer.body.decode("utf-8", "replace").strip()
+        try:
+            errors = json.loads(text)
+            if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+                text = str(errors[0].get("message", text))
+        except ValueError:
+            pass
+        raise http.ProbeError(
+            "http-error", f"{what} answered HTTP {answer.status}: {text[:200]}", answer.status
+        )
+
+
+async def _probe_one(
+    target: http.Target, node: str, headers: dict[str, str], context: Optional[ssl.SSLContext]
+) -> ProbeResult:
+    started = time.monotonic()
+    health = await http.get(target, "/health", ssl_context=context)
+    if health.status != 404:
+        _check_status(health, "/health")
+    version_answer = await http.get(target, "/v1/controller/version", headers, context)
+    _check_status(version_answer, "/v1/controller/version")
+    version = _json(version_answer, "/v1/controller/version")
+    if not isinstance(version, dict) or not isinstance(version.get("version"), str):
+        raise http.ProbeError("bad-answer", "/v1/controller/version has no version")
+    nodes_answer = await http.get(target, f"/v1/nodes?nodes={quote(node)}", headers, context)
+    _check_status(nodes_answer, "/v1/nodes")
+    nodes = _json(nodes_answer, "/v1/nodes")
+    if not isinstance(nodes, list):
+        raise http.ProbeError("bad-answer", "/v1/nodes is not a list")
+    status = "absent"
+    for entry in nodes:
+        if isinstance(entry, dict) and str(entry.get("name", "")).casefold() == node.casefold():
+            status = str(entry.get("connection_status", "UNKNOWN"))
+    detail = f"controller {version['version']} answers; node {node} is {status}"
+    return ProbeResult(
+        BACKEND, target.url, "healthy", detail, time.monotonic() - started,
+        version=version["version"], node_status=status,
+    )
+
+
+async def probe(url: str, config: LinstorConfig, timeout: float) -> ProbeResult:
+    """Probe one controller URL (or a comma list of them) within `timeout` seconds in all."""
+    started = time.monotonic()
+    urls = [u for u in url.split(",") if u.strip()]
+    if not urls:
+        return ProbeResult(BACKEND, url, "bad-answer", "no controller URL known")
+    try:
+        targets = [http.parse_target(u, DEFAULT_PORTS) for u in urls]
+    except ValueError as exc:
+        return ProbeResult(BACKEND, url, "bad-answer", f"controller URL unusable: {exc}")
+    node = config.node or socket.gethostname()
+    token = load_token(config.auth_json)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        context = ssl_context(config) if any(t.scheme == "https" for t in targets) else None
+    except (OSError, ssl.SSLError) as exc:
+        return ProbeResult(BACKEND, url, "tls", f"cannot load TLS material: {exc}")
+
+    async def attempt(target: http.Target) -> ProbeResult:
+        try:
+            return await _probe_one(target, node, headers, context)
+        except http.ProbeError as exc:
+            return ProbeResult(
+                BACKEND, target.url, exc.status, exc.detail, time.monotonic() - started,
+                http_status=exc.http_status,
+            )
+
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(attempt(t) for t in targets)), timeout=timeout
+        )
+    except asyncio.TimeoutError:
+        where = ", ".join(t.url for t in targets)
+        return ProbeResult(
+            BACKEND, where, "timeout", f"no complete answer from {where} within {timeout:g}s",
+            time.monotonic() - started,
+        )
+    return next((r for r in results if r.reachable), results[0])
+
+
+def probe_many(urls: list[str], config: LinstorConfig, timeout: float) -> dict[str, ProbeResult]:
+    """Probe distinct controllers concurrently; one hung controller delays no other."""
+    unique = sorted(set(urls))
+    if not unique:
+        return {}
+
+    async def run_all() -> list[ProbeResult]:
+        return await asyncio.gather(*(probe(u, config, timeout) for u in unique))
+
+    return dict(zip(unique, asyncio.run(run_all())))
+
