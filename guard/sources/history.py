@@ -1,0 +1,88 @@
+"""Loading and saving the history under state_dir.
+
+Written atomically (temp file, fsync, rename, fsync of the directory) so a crash or a
+power cut leaves either the old or the new file, never half of one; a file that is
+corrupt anyway is moved aside with a warning, because losing history must never stop
+the guard from reporting what it can see now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+
+from guard.history import History, from_json, to_json
+from guard.model import SourceStatus
+
+FILE_NAME = "history.json"
+LOCK_NAME = "history.lock"
+
+
+def history_path(state_dir: str) -> str:
+    return os.path.join(state_dir, FILE_NAME)
+
+
+def ensure_state_dir(state_dir: str) -> None:
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+
+
+@contextlib.contextmanager
+def locked(state_dir: str) -> Iterator[None]:
+    """Serialise read-modify-write between the daemon and on-demand checks."""
+    ensure_state_dir(state_dir)
+    fd = os.open(os.path.join(state_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def load(state_dir: str) -> tuple[History, SourceStatus]:
+    path = history_path(state_dir)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return History(), SourceStatus("history", True, f"{path}: none yet, starting fresh")
+    except OSError as exc:
+        return History(), SourceStatus("history", False, f"{path}: cannot read ({exc.strerror})")
+    try:
+        return from_json(json.loads(raw)), SourceStatus("history", True, path)
+    except ValueError as exc:
+        aside = f"{path}.corrupt-{int(time.time())}"
+        try:
+            os.replace(path, aside)
+            where = f"moved to {aside}"
+        except OSError as move_error:
+            where = f"could not move it aside ({move_error.strerror})"
+        reason = str(exc).splitlines()[0][:120]
+        return History(), SourceStatus(
+            "history", True, f"WARNING {path} was corrupt ({reason}); {where}; starting fresh"
+        )
+
+
+def save(state_dir: str, history: History) -> None:
+    ensure_state_dir(state_dir)
+    path = history_path(state_dir)
+    fd, tmp = tempfile.mkstemp(prefix=".history.", dir=state_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(to_json(history), handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(state_dir, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
