@@ -1,0 +1,235 @@
+"""Command line: argument parsing and output only; the deciding is done elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+import traceback
+from dataclasses import replace
+from typing import Optional
+
+from guard import __version__
+from guard.analyze import Analysis
+from guard.collect import collect
+from guard.config import Config, ConfigError, load_config
+from guard.evaluate import evaluate, overall
+from guard.history import History
+from guard.model import Evidence, Finding, ProbeResult, Severity, Snapshot, SourceStatus
+from guard.probes import linstor
+from guard.record import record
+from guard.report import SERVICE, finding_json, finding_line, json_doc, perfdata, summary, text
+from guard.sources import history as history_store
+from guard.sources.agentlog import iter_events, parse_lines
+
+EPILOG_CHECK = """examples:
+  cloudstack-guard check                  Nagios/Icinga plugin: one status line, exit 0-3
+  cloudstack-guard check --json           the same as one JSON document (Zabbix, scripts)
+  cloudstack-guard check --config /tmp/guard.toml
+"""
+EPILOG_ANALYZE = """examples:
+  cloudstack-guard analyze /var/log/cloudstack/agent/agent.log.2.gz agent.log.1 agent.log
+  cloudstack-guard analyze --json incident.log > timeline.json
+  xclip -o | cloudstack-guard analyze -     a log pasted from a ticket
+"""
+EPILOG_PROBE = """examples:
+  cloudstack-guard probe http://linstor-ctl:3370
+  cloudstack-guard probe 5e4a1c2b-3d4e-4f50-8a6b-7c8d9e0f1a2b --json
+"""
+
+
+def _unknown(message: str, as_json: bool) -> int:
+    """Nagios plugins report their own failures as UNKNOWN, never as a traceback."""
+    if as_json:
+        print(json.dumps({"status": "UNKNOWN", "exit_code": 3, "error": message}))
+    else:
+        print(f"{SERVICE} UNKNOWN - {message}")
+    return int(Severity.UNKNOWN)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def _check_once(config: Config) -> tuple[list[Finding], Snapshot, History]:
+    """Hold the history lock for the whole pass so a concurrent daemon or check cannot
+    interleave its update with ours."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(history_store.locked(config.state_dir))
+            history, status = history_store.load(config.state_dir)
+            keep = True
+        except OSError as exc:
+            history, keep = History(), False
+            status = SourceStatus("history", False, f"{config.state_dir}: {exc.strerror}; "
+                                  "without history, removals cannot be seen")
+        snap = collect(config, history)
+        history = record(history, snap)
+        if keep:
+            try:
+                history_store.save(config.state_dir, history)
+            except OSError as exc:
+                status = SourceStatus("history", False, f"cannot save history: {exc.strerror}")
+    snap = replace(snap, sources=snap.sources + (status,))
+    return evaluate(snap, history), snap, history
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        return _unknown(f"config: {exc}", args.json)
+    findings, snap, history = _check_once(config)
+    elapsed = time.monotonic() - started
+    if args.json:
+        print(json.dumps(json_doc(findings, snap, history, elapsed), indent=2))
+    else:
+        print(text(findings, snap, elapsed, history))
+    return int(overall(findings))
+
+
+def _ordered(paths: list[str]) -> list[str]:
+    """Rotated files in the order they were written, whatever order the shell gave."""
+    def age(path: str) -> tuple[int, str]:
+        name = path[:-3] if path.endswith(".gz") else path
+        tail = name.rsplit(".", 1)[-1]
+        return (-int(tail) if tail.isdigit() else 0, path)
+
+    return sorted(paths, key=age)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    analysis = Analysis()
+    sources = []
+    paths = [p for p in args.files if p != "-"]
+    for path in paths:
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            return _unknown(f"{path}: cannot read ({exc.strerror})", args.json)
+    if "-" in args.files:
+        analysis.feed_all(parse_lines(sys.stdin, "<stdin>"))
+        sources.append("<stdin>")
+    analysis.feed_all(iter_events(_ordered(paths)))
+    sources += paths
+    findings = analysis.findings()
+    elapsed = time.monotonic() - started
+    status = overall(findings)
+    head = f"{SERVICE} {status.name} - {summary(findings, None)} | {perfdata(findings, None, elapsed)}"
+    if args.json:
+        doc = {
+            "status": status.name, "exit_code": int(status), "summary": summary(findings, None),
+            "findings": [finding_json(f) for f in findings],
+            "sources": {"agent-log": {"ok": True, "configured": True,
+                                      "detail": f"{analysis.events} events from {', '.join(sources)}"}},
+            "pools": [{"uuid": e.pool_uuid, "type": e.pool_type, "url": e.url}
+                      for e in analysis.pools_added.values()],
+            "agent": {"version": analysis.version, "incarnations_seen": analysis.incarnations},
+            "timeline": analysis.timeline_json(),
+            "timeline_dropped": analysis.dropped_entries,
+        }
+        print(json.dumps(doc, indent=2))
+        return int(status)
+    print(head)
+    for finding in findings:
+        print(finding_line(finding))
+    print(f"timeline ({analysis.events} events, {analysis.incarnations} agent start(s)):")
+    if analysis.dropped_entries:
+        print(f"  ... {analysis.dropped_entries} earlier entries left out")
+    for entry in analysis.timeline_json():
+        repeat = f" (x{entry['repeats']}, until {entry['last_time']})" if entry["repeats"] > 1 else ""
+        print(f"  {entry['time'] or '(no time)'}  {entry['kind']:<20} {entry['text']}{repeat}"
+              f"  [{entry['file']}:{entry['line']}]")
+    return int(status)
+
+
+def _probe_url(target: str, config: Config) -> Optional[str]:
+    if "://" in target or ":" in target:
+        return target
+    try:
+        with history_store.locked(config.state_dir):
+            history, _ = history_store.load(config.state_dir)
+    except OSError:
+        return None
+    known = history.pool(target.lower())
+    return known.url if known and known.url else None
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        return _unknown(f"config: {exc}", args.json)
+    url = _probe_url(args.target, config)
+    if url is None:
+        return _unknown(f"{args.target}: no controller URL known for this pool; pass a URL", args.json)
+    result: ProbeResult = asyncio.run(linstor.probe(url, config.linstor, config.probes.timeout))
+    severity = Severity.OK if result.reachable else Severity.CRITICAL
+    finding = Finding("probe", severity, (Evidence(f"probe {result.backend}", result.detail),),
+                      "none" if result.reachable else "check the controller and the network path")
+    perf = f"time={result.latency_s:.3f}s;;;0"
+    if args.json:
+        print(json.dumps({"status": severity.name, "exit_code": int(severity),
+                          "probe": {"target": result.target, "status": result.status,
+                                    "detail": result.detail, "latency_s": round(result.latency_s, 4),
+                                    "http_status": result.http_status, "version": result.version,
+                                    "node_status": result.node_status},
+                          "findings": [] if result.reachable else [finding_json(finding)]}, indent=2))
+    else:
+        print(f"{SERVICE} {severity.name} - {result.target}: {result.status}, {result.detail} | {perf}")
+    return int(severity)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cloudstack-guard",
+        description="Finds storage pools a running CloudStack KVM agent still holds after "
+                    "their removal, and the VM stop failures they cause.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    check = sub.add_parser("check", help="one pass: gather evidence, probe, evaluate, print",
+                           epilog=EPILOG_CHECK, formatter_class=fmt)
+    check.add_argument("--json", action="store_true", help="print one JSON document")
+    check.add_argument("--config", metavar="FILE", help="config file (default "
+                       "/etc/cloudstack-guard/guard.toml)")
+    check.set_defaults(func=cmd_check)
+
+    analyze = sub.add_parser("analyze", help="timeline and judgement from agent log files",
+                             epilog=EPILOG_ANALYZE, formatter_class=fmt)
+    analyze.add_argument("files", nargs="+", metavar="FILE",
+                         help="agent log files, plain or .gz, any order; - reads standard input")
+    analyze.add_argument("--json", action="store_true", help="print one JSON document with a timeline")
+    analyze.set_defaults(func=cmd_analyze)
+
+    probe = sub.add_parser("probe", help="probe one storage control plane and classify the answer",
+                           epilog=EPILOG_PROBE, formatter_class=fmt)
+    probe.add_argument("target", metavar="TARGET", help="controller URL, or a pool uuid the "
+                       "guard has seen")
+    probe.add_argument("--json", action="store_true", help="print one JSON document")
+    probe.add_argument("--config", metavar="FILE", help="config file")
+    probe.set_defaults(func=cmd_probe)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a plugin must answer UNKNOWN, not crash
+        traceback.print_exc(file=sys.stderr)
+        return _unknown(f"internal error: {type(exc).__name__}: {exc}", getattr(args, "json", False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

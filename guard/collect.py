@@ -1,0 +1,73 @@
+"""One pass of evidence gathering: every source read once, probes run concurrently.
+
+Each source reports whether it could be read; none of them can stop the others, so a
+stopped libvirtd or an unreachable management server still leaves a useful answer.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import replace
+
+from guard.config import Config
+from guard.drivers import driver_for
+from guard.history import History
+from guard.model import CLOCK_SLACK_S, Snapshot
+from guard.probes import linstor
+from guard.record import DETACHED_STATES, record
+from guard.sources.agent import find_agent
+from guard.sources.agentconf import read_agent_properties
+from guard.sources.agentlog import read_agent_log
+from guard.sources.libvirt import read_libvirt_pools
+from guard.sources.management import read_management
+
+LOG_LOOKBACK_WITHOUT_AGENT_S = 3600.0
+
+
+def probe_targets(history: History, snap: Snapshot) -> list[tuple[str, str]]:
+    """(pool uuid, controller URL) for every LINSTOR pool this host uses or still holds."""
+    wanted: dict[str, str] = {}
+    for pool in snap.management_pools:
+        if pool.state.lower() not in DETACHED_STATES:
+            wanted[pool.uuid] = pool.url
+    if snap.agent is not None:
+        current = history.incarnation(snap.agent.incarnation.key)
+        for held in current.held if current else ():
+            if held.uuid not in current.dropped:
+                wanted.setdefault(held.uuid, "")
+    targets = []
+    for uuid, url in sorted(wanted.items()):
+        known = history.pool(uuid)
+        pool_type = known.type if known else ""
+        url = url or (known.url if known else "")
+        if driver_for(pool_type).probe == "linstor" and url:
+            targets.append((uuid, url))
+    return targets
+
+
+def collect(config: Config, history: History) -> Snapshot:
+    now = time.time()
+    props, props_status = read_agent_properties(config.agent.properties)
+    agent, agent_status = find_agent(props)
+    pools, libvirt_status = read_libvirt_pools(config.libvirt.uri, config.probes.timeout)
+    since = (agent.incarnation.start_time - CLOCK_SLACK_S if agent
+             else now - LOG_LOOKBACK_WITHOUT_AGENT_S)
+    events, log_status = read_agent_log(config.agent.log, since=since)
+    hostname = socket.gethostname()
+    host, managed, mgmt_status = read_management(config.management, hostname, props)
+    versions = [e.detail for e in events if e.kind == "agent-version" and e.ts and e.ts >= since]
+    snap = Snapshot(
+        now=now,
+        hostname=config.linstor.node or hostname,
+        agent=agent,
+        agent_version=versions[-1] if versions else "",
+        libvirt_pools=tuple(pools),
+        management_host=host,
+        management_pools=tuple(managed),
+        log_events=tuple(events),
+        sources=(props_status, agent_status, libvirt_status, log_status, mgmt_status),
+    )
+    targets = probe_targets(record(history, snap), snap)
+    results = linstor.probe_many([url for _, url in targets], config.linstor, config.probes.timeout)
+    return replace(snap, probes=tuple((uuid, results[url]) for uuid, url in targets))

@@ -1,0 +1,153 @@
+"""Nagios plugin text and the --json document.
+
+The first line follows the Nagios plugin guidelines exactly (`SERVICE STATE - text |
+perfdata`), because monitoring systems parse it; the lines after it are for the person
+paged at night: what was seen, where, and what to do next.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from guard.evaluate import overall
+from guard.history import History
+from guard.model import Finding, Severity, Snapshot
+
+SERVICE = "CLOUDSTACK-GUARD"
+
+
+def _label(text: str) -> str:
+    clean = re.sub(r"[^A-Za-z0-9_.:/-]", "_", text)
+    return f"'{clean}'" if clean != text or not clean else clean
+
+
+def perfdata(findings: list[Finding], snap: Optional[Snapshot], elapsed: float,
+             history: Optional[History] = None) -> str:
+    counts = {s: sum(1 for f in findings if f.severity is s) for s in Severity}
+    items = [
+        f"critical={counts[Severity.CRITICAL]};;1;0",
+        f"warning={counts[Severity.WARNING]};1;;0",
+        f"unknown={counts[Severity.UNKNOWN]};;;0",
+        f"stale_pools={sum(1 for f in findings if f.kind == 'stale-pool')};1;;0",
+    ]
+    if snap is not None:
+        if snap.agent is not None and history is not None:
+            current = history.incarnation(snap.agent.incarnation.key)
+            held = len({h.uuid for h in current.held} - set(current.dropped)) if current else 0
+            items.append(f"pools_held={held};;;0")
+        for uuid, probe in snap.probes:
+            items.append(f"{_label('probe_' + uuid[:8])}={probe.latency_s:.3f}s;;;0")
+    items.append(f"check_time={elapsed:.3f}s;;;0")
+    return " ".join(items)
+
+
+def _brief(finding: Finding) -> str:
+    what = finding.kind
+    if finding.pool_uuid:
+        what += f" {finding.pool_uuid}"
+        if finding.pool_type:
+            what += f" ({finding.pool_type})"
+    elif finding.pool_type:
+        what += f" ({finding.pool_type})"
+    return what
+
+
+def summary(findings: list[Finding], snap: Optional[Snapshot]) -> str:
+    if findings:
+        head = "; ".join(_brief(f) for f in findings[:2])
+        rest = len(findings) - 2
+        return head + (f"; {rest} more finding(s)" if rest > 0 else "")
+    if snap is None:
+        return "nothing found"
+    parts = []
+    if snap.agent is not None:
+        parts.append(f"agent pid {snap.agent.incarnation.pid}")
+    if snap.probes:
+        healthy = sum(1 for _, p in snap.probes if p.reachable)
+        parts.append(f"{healthy}/{len(snap.probes)} storage control planes healthy")
+    parts.append("no stale pools")
+    return ", ".join(parts)
+
+
+def finding_line(finding: Finding) -> str:
+    facts = "; ".join(str(e) for e in finding.evidence)
+    return f"{finding.severity.name} {_brief(finding)}: {facts}. Next: {finding.action}"
+
+
+def text(findings: list[Finding], snap: Optional[Snapshot], elapsed: float,
+         history: Optional[History] = None) -> str:
+    status = overall(findings)
+    lines = [f"{SERVICE} {status.name} - {summary(findings, snap)} | "
+             f"{perfdata(findings, snap, elapsed, history)}"]
+    lines += [finding_line(f) for f in findings]
+    return "\n".join(lines)
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    doc = {
+        "kind": finding.kind,
+        "severity": finding.severity.name,
+        "pool_uuid": finding.pool_uuid,
+        "pool_type": finding.pool_type,
+        "backend": finding.backend,
+        "evidence": [{"source": e.source, "fact": e.fact} for e in finding.evidence],
+        "action": finding.action,
+        "restart_helps": finding.restart_helps,
+    }
+    doc.update(dict(finding.extra))
+    return doc
+
+
+def _pools_json(snap: Snapshot, history: History) -> list[dict[str, Any]]:
+    current = history.incarnation(snap.agent.incarnation.key) if snap.agent else None
+    uuids = {p.uuid for p in snap.libvirt_pools} | {p.uuid for p in snap.management_pools}
+    if current:
+        uuids |= {h.uuid for h in current.held}
+    listed = {p.uuid: p for p in snap.management_pools}
+    in_libvirt = {p.uuid: p for p in snap.libvirt_pools}
+    pools = []
+    for uuid in sorted(uuids):
+        record = history.pool(uuid)
+        held = current.holds(uuid) if current else None
+        seen = listed.get(uuid) or in_libvirt.get(uuid)
+        pools.append({
+            "uuid": uuid,
+            "type": (record.type if record else "") or (seen.type if seen else ""),
+            "management_state": listed[uuid].state if uuid in listed else None,
+            "libvirt_state": in_libvirt[uuid].state if uuid in in_libvirt else None,
+            "held": bool(held) and uuid not in (current.dropped if current else ()),
+            "held_via": held.via if held else None,
+            "removed_at": record.removed_at if record else None,
+            "url": record.url if record else "",
+        })
+    return pools
+
+
+def json_doc(findings: list[Finding], snap: Snapshot, history: History, elapsed: float) -> dict[str, Any]:
+    status = overall(findings)
+    agent = snap.agent
+    return {
+        "status": status.name,
+        "exit_code": int(status),
+        "summary": summary(findings, snap),
+        "findings": [finding_json(f) for f in findings],
+        "sources": {s.name: {"ok": s.ok, "configured": s.configured, "detail": s.detail}
+                    for s in snap.sources},
+        "pools": _pools_json(snap, history),
+        "agent": None if agent is None else {
+            "pid": agent.incarnation.pid,
+            "start_time": agent.incarnation.start_time,
+            "version": snap.agent_version,
+            "connected": agent.connected,
+            "connection": agent.connection,
+            "children": [{"pid": c.pid, "name": c.name} for c in agent.children],
+        },
+        "probes": [
+            {"pool_uuid": uuid, "backend": p.backend, "target": p.target, "status": p.status,
+             "detail": p.detail, "latency_s": round(p.latency_s, 4), "http_status": p.http_status,
+             "version": p.version, "node_status": p.node_status}
+            for uuid, p in snap.probes
+        ],
+        "perfdata": perfdata(findings, snap, elapsed, history),
+    }

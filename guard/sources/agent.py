@@ -1,0 +1,108 @@
+"""The running cloudstack-agent JVM: which incarnation it is, what it is doing, and
+whether it is connected to its management server.
+
+Old packages start the agent through jsvc, which leaves a parent and a child that both
+carry the main class on their command lines; the topmost is the incarnation, and the
+whole tree's sockets and children count.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Optional
+
+import psutil
+
+from guard.model import AgentProcess, ChildProcess, Incarnation, SourceStatus
+from guard.sources.agentconf import AgentProperties
+from guard.sources.bounded import run_bounded
+
+MAIN_CLASS = "com.cloud.agent.AgentShell"
+RESOLVE_TIMEOUT_S = 1.0
+
+
+def _is_agent(proc: psutil.Process) -> bool:
+    try:
+        return any(MAIN_CLASS in arg for arg in proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+
+
+def _addresses(hosts: tuple[str, ...]) -> set[str]:
+    """The management hosts as IP addresses; a name that does not resolve quickly is
+    left out rather than allowed to stall the check."""
+    found = set()
+    for host in hosts:
+        try:
+            found.add(str(ipaddress.ip_address(host)))
+            continue
+        except ValueError:
+            pass
+        try:
+            infos = run_bounded(lambda h=host: socket.getaddrinfo(h, None), RESOLVE_TIMEOUT_S)
+        except (OSError, TimeoutError):
+            continue
+        found.update(str(ipaddress.ip_address(info[4][0])) for info in infos)
+    return found
+
+
+def _normal(ip: str) -> str:
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def _connection(tree: list[psutil.Process], props: Optional[AgentProperties]) -> tuple[Optional[bool], str]:
+    port = props.port if props else 8250
+    wanted = _addresses(props.hosts) if props else set()
+    established = []
+    for proc in tree:
+        try:
+            conns = (proc.net_connections(kind="tcp") if hasattr(proc, "net_connections")
+                     else proc.connections(kind="tcp"))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        established += [c for c in conns if c.status == psutil.CONN_ESTABLISHED and c.raddr]
+    for conn in established:
+        ip = _normal(conn.raddr.ip)
+        if conn.raddr.port == port and (not wanted or ip in wanted):
+            return True, f"connected to management server {ip}:{port}"
+    if props is None:
+        return None, "agent.properties unreadable: cannot tell which management server to expect"
+    hosts = ",".join(props.hosts) or "(none)"
+    return False, f"no established TCP connection to the management server ({hosts} port {port})"
+
+
+def find_agent(props: Optional[AgentProperties]) -> tuple[Optional[AgentProcess], SourceStatus]:
+    try:
+        candidates = [p for p in psutil.process_iter(["pid", "ppid", "create_time"]) if _is_agent(p)]
+        pids = {p.pid for p in candidates}
+        tops = [p for p in candidates if p.info["ppid"] not in pids]
+        if not tops:
+            return None, SourceStatus("agent-process", True, f"no {MAIN_CLASS} process")
+        top = min(tops, key=lambda p: p.info["create_time"])
+        tree = [top] + top.children(recursive=True)
+        agent_pids = {p.pid for p in tree if _is_agent(p)}
+        children = []
+        for child in tree[1:]:
+            if child.pid in agent_pids:
+                continue
+            try:
+                children.append(ChildProcess(child.pid, child.name(), " ".join(child.cmdline())))
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+        connected, how = _connection(tree, props)
+        agent = AgentProcess(
+            incarnation=Incarnation(top.pid, top.info["create_time"]),
+            cmdline=" ".join(top.cmdline())[:500],
+            children=tuple(children),
+            connected=connected,
+            connection=how,
+        )
+    except psutil.NoSuchProcess:
+        return None, SourceStatus("agent-process", True, "the agent exited while being read")
+    except psutil.AccessDenied as exc:
+        return None, SourceStatus("agent-process", False, f"access denied reading pid {exc.pid}")
+    return agent, SourceStatus("agent-process", True, f"pid {agent.incarnation.pid}; {how}")

@@ -1,0 +1,167 @@
+"""This host and the primary pools in its scope, as the management server lists them.
+
+Read-only API calls through `cs`. Deleting a pool emits no event, so polling the listing
+is the only way the management server tells us a pool is gone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Optional
+
+import psutil
+
+from guard.config import ManagementConfig
+from guard.drivers import canonical_type
+from guard.model import ManagementHost, Pool, SourceStatus
+from guard.sources.agentconf import AgentProperties
+
+_SECRET_PARAMS = re.compile(r"(?i)(apikey|signature|secret|key|sessionkey)=[^&\s'\"]+")
+
+
+class ManagementError(Exception):
+    """One line, safe to print: never carries the key, secret or signature."""
+
+
+def redact(text: str) -> str:
+    """Exception texts from requests quote the full URL, key and signature included."""
+    return _SECRET_PARAMS.sub(r"\1=<redacted>", text)
+
+
+def _client(config: ManagementConfig) -> Any:
+    from cs import CloudStack
+
+    creds = config.credentials
+    options: dict[str, Any] = {"timeout": config.timeout}
+    if not config.verify_tls:
+        # cs 2.x ignores verify=False and keeps verifying; this is its real switch.
+        options["dangerous_no_tls_verify"] = True
+    elif config.ca:
+        options["verify"] = config.ca
+    return CloudStack(endpoint=creds.endpoint, key=creds.key, secret=creds.secret, **options)
+
+
+def _call(client: Any, command: str, **params: Any) -> list[dict[str, Any]]:
+    import requests
+    from cs import CloudStackException
+
+    try:
+        answer = getattr(client, command)(fetch_list=True, **params)
+    except requests.exceptions.Timeout:
+        raise ManagementError(f"{command}: no answer within the timeout") from None
+    except requests.exceptions.SSLError:
+        raise ManagementError(f"{command}: TLS verification failed (set [management] ca)") from None
+    except requests.exceptions.ConnectionError as exc:
+        reason = "connection refused" if "refused" in str(exc).lower() else "cannot connect"
+        raise ManagementError(f"{command}: {reason}") from None
+    except CloudStackException as exc:
+        raise ManagementError(f"{command}: API error: {redact(_api_error_text(exc))}") from None
+    except ValueError:
+        raise ManagementError(f"{command}: the answer is not JSON") from None
+    if not isinstance(answer, list) or not all(isinstance(item, dict) for item in answer):
+        raise ManagementError(f"{command}: unexpected answer shape")
+    return answer
+
+
+def _api_error_text(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    try:
+        body = response.json() if response is not None else {}
+        inner = next(iter(body.values())) if isinstance(body, dict) and body else {}
+        if isinstance(inner, dict) and "errortext" in inner:
+            return f"{inner.get('errorcode', '?')} {inner['errortext']}"
+    except (ValueError, StopIteration, AttributeError):
+        pass
+    return str(exc.args[0]) if exc.args else type(exc).__name__
+
+
+def _local_addresses() -> set[str]:
+    found = set()
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            try:
+                found.add(str(ipaddress.ip_address(address.address.split("%")[0])))
+            except ValueError:
+                continue
+    return found
+
+
+def _find_host(client: Any, config: ManagementConfig, hostname: str) -> dict[str, Any]:
+    if config.host_id:
+        hosts = _call(client, "listHosts", id=config.host_id, type="Routing")
+        if not hosts:
+            raise ManagementError(f"no host with [management] host_id {config.host_id}")
+        return hosts[0]
+    names = {hostname.lower(), hostname.split(".")[0].lower()}
+    hosts = _call(client, "listHosts", type="Routing", hypervisor="KVM")
+    by_name = [h for h in hosts if str(h.get("name", "")).lower() in names]
+    if len(by_name) == 1:
+        return by_name[0]
+    local = _local_addresses()
+    by_ip = [h for h in hosts if h.get("ipaddress") in local]
+    if len(by_ip) == 1:
+        return by_ip[0]
+    found = len(by_name) or len(by_ip)
+    problem = f"{found} hosts match" if found else "no host matches"
+    raise ManagementError(
+        f"{problem} name {hostname} or this host's addresses; set [management] host_id"
+    )
+
+
+def _in_scope(pool: dict[str, Any], host: ManagementHost, local_uuids: set[str]) -> bool:
+    scope = str(pool.get("scope", "")).upper()
+    if scope == "CLUSTER":
+        return pool.get("clusterid") == host.cluster_id
+    if scope == "ZONE":
+        return str(pool.get("hypervisor", "KVM")) in ("KVM", "Any", "")
+    if scope == "HOST":
+        return str(pool.get("id", "")).lower() in local_uuids
+    return False
+
+
+def _pool(entry: dict[str, Any]) -> Pool:
+    pool_type = canonical_type(str(entry.get("type", "")))
+    url = str(entry.get("ipaddress", "")) if pool_type == "Linstor" else ""
+    return Pool(
+        uuid=str(entry["id"]).lower(),
+        type=pool_type,
+        origin="management",
+        name=str(entry.get("name", "")),
+        state=str(entry.get("state", "")),
+        source_hosts=(str(entry["ipaddress"]),) if entry.get("ipaddress") else (),
+        target=str(entry.get("path", "")),
+        url=url,
+        scope=str(entry.get("scope", "")),
+    )
+
+
+def read_management(
+    config: Optional[ManagementConfig], hostname: str, props: Optional[AgentProperties]
+) -> tuple[Optional[ManagementHost], list[Pool], SourceStatus]:
+    if config is None:
+        return None, [], SourceStatus("management", True, "not configured", configured=False)
+    where = redact(config.credentials.endpoint)
+    try:
+        client = _client(config)
+        raw = _find_host(client, config, hostname)
+        host = ManagementHost(
+            id=str(raw.get("id", "")), name=str(raw.get("name", "")),
+            state=str(raw.get("state", "")), cluster_id=str(raw.get("clusterid", "")),
+            zone_id=str(raw.get("zoneid", "")),
+        )
+        entries = _call(client, "listStoragePools", zoneid=host.zone_id)
+        local = set(props.local_storage_uuids) if props else set()
+        pools = [
+            _pool(e) for e in entries
+            if e.get("id") and _in_scope(e, host, local)
+            and str(e.get("state", "")).lower() != "removed"
+        ]
+    except ManagementError as exc:
+        return None, [], SourceStatus("management", False, f"{where}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a client bug must not stop the other sources
+        return None, [], SourceStatus("management", False,
+                                      f"{where}: {type(exc).__name__}: {redact(str(exc))[:200]}")
+    detail = f"{where}: host {host.name} ({host.state}), {len(pools)} pool(s) in scope"
+    return host, pools, SourceStatus("management", True, detail)
+
