@@ -179,6 +179,8 @@ def _stale_finding(
 
 
 def _stale_pools(snap: Snapshot, history: History, current: IncarnationRecord) -> list[Finding]:
+    """A removed libvirt-backed pool still defined in libvirt is reported once, as an
+    orphan: its stale cache entry harms nothing the orphan advice does not cover."""
     in_libvirt = {p.uuid for p in snap.libvirt_pools}
     findings = []
     for held in current.held:
@@ -187,7 +189,8 @@ def _stale_pools(snap: Snapshot, history: History, current: IncarnationRecord) -
             continue
         if record.removed_at < current.start_time - CLOCK_SLACK_S:
             continue
-        if held.via == "defined in libvirt" and held.uuid in in_libvirt:
+        if held.uuid in in_libvirt and (held.via == "defined in libvirt"
+                                        or driver_for(record.type).libvirt_backed):
             continue
         if _maintenance_dropped(record, current, snap.agent_version):
             continue

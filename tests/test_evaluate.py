@@ -1,0 +1,195 @@
+"""The evidence model's rules, on synthetic snapshots (record + evaluate are pure)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from guard.evaluate import evaluate, overall
+from guard.history import History
+from guard.model import (
+    AgentProcess,
+    Incarnation,
+    LogEvent,
+    ManagementHost,
+    Pool,
+    ProbeResult,
+    Severity,
+    Snapshot,
+    SourceStatus,
+)
+from guard.record import record
+
+LIN = "11111111-2222-3333-4444-555555555555"
+NFS = "66666666-7777-8888-9999-000000000000"
+URL = "http://10.0.0.5:3370"
+T0 = 1_700_000_000.0
+OK_SOURCES = (
+    SourceStatus("agent-process", True), SourceStatus("libvirt", True),
+    SourceStatus("agent-log", True), SourceStatus("management", True),
+)
+
+
+def agent(pid=100, start=T0, connected=True):
+    return AgentProcess(Incarnation(pid, start), "java com.cloud.agent.AgentShell", (), connected, "x")
+
+
+def lin_pool(state="Up"):
+    return Pool(LIN, "Linstor", "management", name="lin", state=state, url=URL, scope="ZONE")
+
+
+def snap(now, pools=(), events=(), probes=(), agent_proc=None, version="4.19.1.2", sources=OK_SOURCES,
+         libvirt=(), host_state="Up"):
+    return Snapshot(
+        now=now, hostname="kvm1", agent=agent_proc if agent_proc is not None else agent(),
+        agent_version=version, libvirt_pools=tuple(libvirt),
+        management_host=ManagementHost("h1", "kvm1", host_state, "c1", "z1"),
+        management_pools=tuple(pools), log_events=tuple(events), probes=tuple(probes),
+        sources=sources,
+    )
+
+
+def probe(status):
+    return ((LIN, ProbeResult("linstor", URL, status, f"{status} detail", 0.01,
+                              node_status="ONLINE" if status == "healthy" else "")),)
+
+
+def run(steps, history=None):
+    """Feed snapshots in order; findings of the last one."""
+    history = history or History()
+    for step in steps:
+        history = record(history, step)
+    return evaluate(steps[-1], history), history
+
+
+def kinds(findings):
+    return [(f.kind, f.severity) for f in findings]
+
+
+def test_held_then_removed_with_controller_answering_is_warning():
+    findings, _ = run([snap(T0 + 10, [lin_pool()]), snap(T0 + 70, [], probes=probe("healthy"))])
+    assert kinds(findings) == [("stale-pool", Severity.WARNING)]
+    assert findings[0].pool_uuid == LIN and findings[0].restart_helps
+    assert findings[0].backend == URL
+
+
+def test_stale_pool_with_refusing_controller_is_critical():
+    findings, _ = run([snap(T0 + 10, [lin_pool()]), snap(T0 + 70, [], probes=probe("refused"))])
+    assert kinds(findings) == [("stale-pool", Severity.CRITICAL)]
+    assert any("refused" in e.fact for e in findings[0].evidence)
+
+
+def test_restart_after_removal_clears_it():
+    steps = [snap(T0 + 10, [lin_pool()]), snap(T0 + 70, [], probes=probe("refused"))]
+    _, history = run(steps)
+    restarted = snap(T0 + 200, [], agent_proc=agent(pid=200, start=T0 + 150))
+    assert evaluate(restarted, record(history, restarted)) == []
+
+
+def test_removal_seen_before_incarnation_start_does_not_count():
+    """Removed while the old agent ran; the guard looks again after a restart: the new
+    incarnation never held it, whatever the old one did."""
+    _, history = run([snap(T0 + 10, [lin_pool()]), snap(T0 + 70, [], probes=probe("refused"))])
+    later = snap(T0 + 500, [], agent_proc=agent(pid=300, start=T0 + 400), probes=probe("refused"))
+    history = record(history, later)
+    assert evaluate(later, history) == []
+    assert history.incarnation(later.agent.incarnation.key).holds(LIN) is None
+
+
+def test_delete_command_in_log_means_dropped():
+    delete = LogEvent("pool-delete-command", T0 + 60, "agent.log", 9, pool_uuid=LIN, pool_type="Linstor")
+    findings, _ = run([snap(T0 + 10, [lin_pool()]), snap(T0 + 70, [], events=[delete], probes=probe("refused"))])
+    assert findings == []
+
+
+def test_maintenance_depends_on_agent_version():
+    old = [snap(T0 + 10, [lin_pool()]), snap(T0 + 20, [lin_pool("Maintenance")]),
+           snap(T0 + 70, [], probes=probe("refused"))]
+    assert kinds(run(old)[0]) == [("stale-pool", Severity.CRITICAL)]
+    new = [replace(s, agent_version="4.21.0.0") for s in old]
+    assert run(new)[0] == []
+
+
+def test_live_pool_with_backend_down_is_outage_not_stale():
+    findings, _ = run([snap(T0 + 10, [lin_pool()]), snap(T0 + 70, [lin_pool()], probes=probe("timeout"))])
+    assert kinds(findings) == [("backend-unreachable", Severity.CRITICAL)]
+    assert not findings[0].restart_helps
+    assert "will not help" in findings[0].action
+
+
+def test_nfs_mount_never_listed_is_not_removed():
+    """Secondary storage mounts look like NFS pools in the log; absence proves nothing."""
+    add = LogEvent("pool-add", T0 + 5, "agent.log", 3, pool_uuid=NFS, pool_type="NetworkFilesystem")
+    findings, history = run([snap(T0 + 10, [lin_pool()], events=[add])])
+    assert findings == [] and history.pool(NFS).removed_at is None
+
+
+def test_linstor_pool_from_log_not_listed_is_stale():
+    add = LogEvent("pool-add", T0 + 5, "agent.log", 3, pool_uuid=LIN, pool_type="Linstor", url=URL)
+    findings, _ = run([snap(T0 + 10, [], events=[add], probes=probe("refused"))])
+    assert kinds(findings) == [("stale-pool", Severity.CRITICAL)]
+
+
+def test_record_is_idempotent():
+    step = snap(T0 + 10, [lin_pool()])
+    once = record(History(), step)
+    assert record(once, step) == once
+
+
+def test_stop_failure_caused_by_stale_pool():
+    failure = LogEvent("storage-failure", T0 + 65, "agent.log", 40, adaptor="LinstorStorageAdaptor",
+                       exception="javax.ws.rs.ProcessingException: java.net.ConnectException",
+                       operation="disk-cleanup")
+    findings, _ = run([snap(T0 + 10, [lin_pool()]),
+                       snap(T0 + 70, [], events=[failure], probes=probe("refused"))])
+    assert kinds(findings) == [("stale-pool", Severity.CRITICAL), ("stop-failure", Severity.CRITICAL)]
+    assert findings[1].restart_helps and findings[1].pool_uuid == LIN
+
+
+def test_pool_create_failure_is_not_a_stop_failure():
+    failure = LogEvent("storage-failure", T0 + 65, "agent.log", 40, adaptor="LibvirtStorageAdaptor",
+                       exception="CloudRuntimeException: Failed to create storage pool", operation="pool-create")
+    assert run([snap(T0 + 70, [lin_pool()], events=[failure])])[0] == []
+
+
+def test_unavailable_source_is_unknown_unless_other_evidence_decides():
+    sources = OK_SOURCES[:1] + (SourceStatus("libvirt", False, "connection refused"),) + OK_SOURCES[2:]
+    quiet = run([snap(T0 + 10, [lin_pool()], sources=sources)])[0]
+    assert kinds(quiet) == [("source-unavailable", Severity.UNKNOWN)]
+    assert overall(quiet) is Severity.UNKNOWN
+    loud = run([snap(T0 + 10, [lin_pool()], sources=sources),
+                snap(T0 + 70, [], sources=sources, probes=probe("refused"))])[0]
+    assert overall(loud) is Severity.CRITICAL
+    assert {f.kind for f in loud} == {"stale-pool", "source-unavailable"}
+
+
+def test_orphan_libvirt_pool_after_removal():
+    nfs = Pool(NFS, "NetworkFilesystem", "management", state="Up", scope="CLUSTER")
+    in_libvirt = Pool(NFS, "NetworkFilesystem", "libvirt", state="running")
+    findings, _ = run([snap(T0 + 10, [nfs], libvirt=[in_libvirt]), snap(T0 + 70, [], libvirt=[in_libvirt])])
+    assert kinds(findings) == [("orphan-libvirt-pool", Severity.WARNING)]
+    assert "never deletes" in findings[0].action
+
+
+def test_inactive_pool_listed_up_is_critical():
+    nfs = Pool(NFS, "NetworkFilesystem", "management", state="Up", scope="CLUSTER")
+    inactive = Pool(NFS, "NetworkFilesystem", "libvirt", state="inactive")
+    findings, _ = run([snap(T0 + 10, [nfs], libvirt=[inactive])])
+    assert kinds(findings) == [("pool-inactive", Severity.CRITICAL)]
+
+
+def test_agent_down_and_disconnected():
+    down = replace(snap(T0 + 10), agent=None)
+    assert kinds(evaluate(down, History())) == [("agent-down", Severity.CRITICAL)]
+    young = snap(T0 + 10, agent_proc=agent(connected=False))
+    assert kinds(evaluate(young, History())) == [("agent-disconnected", Severity.WARNING)]
+    old = snap(T0 + 1000, agent_proc=agent(connected=False))
+    assert kinds(evaluate(old, History())) == [("agent-disconnected", Severity.CRITICAL)]
+
+
+def test_heartbeat_failure_on_stale_pool_is_critical_even_if_controller_answers():
+    beat = LogEvent("heartbeat-failure", T0 + 65, "agent.log", 50, pool_uuid=LIN,
+                    detail="drbdsetup: command not found; try: 1 of 5.")
+    findings, _ = run([snap(T0 + 10, [lin_pool()]),
+                       snap(T0 + 70, [], events=[beat], probes=probe("healthy"))])
+    assert kinds(findings) == [("stale-pool", Severity.CRITICAL)]
+    assert "reboot" in findings[0].action
