@@ -33,7 +33,8 @@ def _client(config: ManagementConfig) -> Any:
     from cs import CloudStack
 
     creds = config.credentials
-    options: dict[str, Any] = {"timeout": config.timeout}
+    # cs 2.x truncates the timeout to whole seconds, and 0 makes every call fail.
+    options: dict[str, Any] = {"timeout": max(1, round(config.timeout))}
     if not config.verify_tls:
         # cs 2.x ignores verify=False and keeps verifying; this is its real switch.
         options["dangerous_no_tls_verify"] = True
