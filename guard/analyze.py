@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any, Optional
 
 from guard.drivers import adaptor_pool_type
+from guard.failures import connection_lost, is_adaptor_backend_failure, is_stop_failure
 from guard.model import Evidence, Finding, LogEvent, Severity
 
 TIMELINE_KINDS = {
@@ -22,15 +23,6 @@ TIMELINE_KINDS = {
 }
 MAX_TIMELINE = 5000
 MAX_KEPT_FAILURES = 50
-
-
-def is_stop_failure(event: LogEvent) -> bool:
-    """Disk cleanup runs on every VM stop and migration; a storage failure there is what
-    users see as "Unable to stop VM instance". An unknown operation in the LINSTOR
-    adaptor counts: its only path that fails this way on a healthy host is cleanup."""
-    return event.kind == "storage-failure" and (
-        event.operation == "disk-cleanup" or (event.operation == "" and bool(event.adaptor))
-    )
 
 
 def describe(event: LogEvent) -> str:
@@ -76,6 +68,7 @@ class Analysis:
         self.failures: collections.deque = collections.deque(maxlen=MAX_KEPT_FAILURES)
         self.failure_count: collections.Counter = collections.Counter()
         self.heartbeats: dict[str, LogEvent] = {}
+        self.backend_failures: dict[str, list[LogEvent]] = {}
         self.pools_added: dict[str, LogEvent] = {}
 
     def _add_entry(self, event: LogEvent) -> None:
@@ -104,6 +97,9 @@ class Analysis:
         elif is_stop_failure(event):
             self.failures.append(event)
             self.failure_count[event.adaptor] += 1
+        elif is_adaptor_backend_failure(event):
+            kept = self.backend_failures.setdefault(event.adaptor, [])
+            kept[:] = (kept + [event])[-MAX_KEPT_FAILURES:]
         elif event.kind == "heartbeat-failure":
             self.heartbeats[event.pool_uuid] = event
         elif event.kind == "pool-add":
@@ -139,6 +135,8 @@ class Analysis:
                         "live and its backend is down, fix the backend"),
                 pool_type=adaptor_pool_type(adaptor), extra=(("adaptor", adaptor),),
             ))
+        for adaptor, events in sorted(self.backend_failures.items()):
+            findings.append(_backend_failure_finding(adaptor, events))
         for uuid, event in sorted(self.heartbeats.items()):
             stopping = "stopping cloudstack-agent" in event.detail
             findings.append(Finding(
@@ -151,3 +149,25 @@ class Analysis:
                 pool_uuid=uuid, pool_type=event.pool_type,
             ))
         return sorted(findings, key=lambda f: -f.severity.rank)
+
+
+def _backend_failure_finding(adaptor: str, events: list[LogEvent]) -> Finding:
+    last = events[-1]
+    lost = connection_lost(last)
+    evidence = [Evidence("agent-log", f"{adaptor} could not talk to its backend "
+                         f"({len(events)} time(s) in the last agent run, last at "
+                         f"{_iso(last.ts) or 'no timestamp'}, {last.file}:{last.line}): {last.exception}")]
+    if last.detail:
+        evidence.append(Evidence("agent-log", last.detail))
+    return Finding(
+        kind="backend-unreachable",
+        severity=Severity.CRITICAL if lost else Severity.WARNING,
+        evidence=tuple(evidence),
+        action=("while the backend refuses or times out, every VM stop on this host fails in "
+                "this adaptor. Run `cloudstack-guard check` on the host: a deleted pool still "
+                "held by the agent is cleared by restarting cloudstack-agent; a live pool's "
+                "backend must be fixed" if lost else
+                "the adaptor's calls to its backend fail (see the exception); check the "
+                "backend's address, certificates and credentials"),
+        pool_type=adaptor_pool_type(adaptor), extra=(("adaptor", adaptor),),
+    )

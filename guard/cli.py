@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import re
 import sys
 import time
 import traceback
@@ -23,7 +25,9 @@ from guard.probes import linstor
 from guard.record import record
 from guard.report import SERVICE, finding_json, finding_line, json_doc, perfdata, summary, text
 from guard.sources import history as history_store
-from guard.sources.agentlog import iter_events, parse_lines
+from guard.sources.agentlog import iter_events, log_set, parse_lines
+
+_ROTATION = re.compile(r"(\.\d+|-\d{8}|\.\d{4}-\d{2}-\d{2}(-\d{2})?)?(\.gz)?$")
 
 EPILOG_CHECK = """examples:
   cloudstack-guard check                  Nagios/Icinga plugin: one status line, exit 0-3
@@ -93,13 +97,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _ordered(paths: list[str]) -> list[str]:
-    """Rotated files in the order they were written, whatever order the shell gave."""
-    def age(path: str) -> tuple[int, str]:
-        name = path[:-3] if path.endswith(".gz") else path
-        tail = name.rsplit(".", 1)[-1]
-        return (-int(tail) if tail.isdigit() else 0, path)
+    """Rotated files in the order they were written, whatever order the shell gave:
+    each file's place in its rotated set (log_set knows logrotate's and log4j's names)."""
+    def place(path: str) -> tuple[int, str]:
+        base = _ROTATION.sub("", path)
+        siblings = [os.path.realpath(p) for p in log_set(base)]
+        real = os.path.realpath(path)
+        return (siblings.index(real) if real in siblings else len(siblings), path)
 
-    return sorted(paths, key=age)
+    return sorted(paths, key=place)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 from guard.drivers import adaptor_pool_type, driver_for
+from guard.failures import connection_lost, is_adaptor_backend_failure, is_stop_failure
 from guard.history import History, IncarnationRecord, PoolRecord
 from guard.model import CLOCK_SLACK_S, Evidence, Finding, LogEvent, Severity, Snapshot
 from guard.record import DETACHED_STATES
@@ -271,39 +272,50 @@ def _libvirt_findings(snap: Snapshot, history: History, live: dict[str, PoolReco
     return findings
 
 
-def _stop_failure_findings(snap: Snapshot, causes: list[Finding]) -> list[Finding]:
-    failures = [
-        e for e in snap.current_events()
-        if e.kind == "storage-failure" and (
-            e.operation == "disk-cleanup" or (e.operation == "" and e.adaptor))
-    ]
+def _log_failure_findings(snap: Snapshot, causes: list[Finding]) -> list[Finding]:
+    """Failures the running agent logged, judged against what the guard sees now.
+
+    A stop failure with a visible cause takes that cause's severity and says whether a
+    restart helps. Without a visible cause (no management API, no controller URL known)
+    the log is the only witness: a recent refusal or timeout is still CRITICAL, since
+    nothing shows the backend came back.
+    """
     findings = []
-    for adaptor in sorted({e.adaptor for e in failures}):
-        mine = [e for e in failures if e.adaptor == adaptor]
-        last = mine[-1]
-        pool_type = adaptor_pool_type(adaptor)
-        evidence = [Evidence("agent-log", f"{len(mine)} disk cleanup failure(s) in {adaptor} since "
-                             f"the agent started, last {_when(last.ts, snap.now)} "
-                             f"({last.file}:{last.line}): {last.exception}")]
-        cause = next((f for f in causes if f.pool_type == pool_type), None)
-        if cause is not None:
-            evidence.append(Evidence("guard", f"cause: {cause.kind} {cause.pool_uuid}"))
-            severity = Severity.CRITICAL
-            restart_helps = cause.kind == "stale-pool"
-            action = ("caused by a stale pool: " + cause.action if restart_helps else
-                      "caused by a storage outage: fix the backend; an agent restart will not help")
-        elif last.ts is not None and snap.now - last.ts < RECENT_S:
-            severity, restart_helps = Severity.WARNING, False
-            action = ("VM stops failed recently and no cause is visible now; "
-                      "read the agent log around the failure")
-        else:
-            continue
-        findings.append(Finding(
-            kind="stop-failure", severity=severity, evidence=tuple(evidence), action=action,
-            pool_type=pool_type, pool_uuid=cause.pool_uuid if cause else "",
-            backend=cause.backend if cause else "", restart_helps=restart_helps,
-            extra=(("adaptor", adaptor),),
-        ))
+    events = snap.current_events()
+    for kind, select in (("stop-failure", is_stop_failure),
+                         ("backend-unreachable", is_adaptor_backend_failure)):
+        failures = [e for e in events if select(e)]
+        for adaptor in sorted({e.adaptor for e in failures}):
+            mine = [e for e in failures if e.adaptor == adaptor]
+            last = mine[-1]
+            pool_type = adaptor_pool_type(adaptor)
+            what = "disk cleanup failure(s)" if kind == "stop-failure" else "backend call failure(s)"
+            evidence = [Evidence("agent-log", f"{len(mine)} {what} in {adaptor} since the agent "
+                                 f"started, last {_when(last.ts, snap.now)} ({last.file}:{last.line}): "
+                                 f"{last.exception}")]
+            cause = next((f for f in causes if f.pool_type == pool_type), None)
+            recent = last.ts is not None and snap.now - last.ts < RECENT_S
+            if cause is not None:
+                if kind != "stop-failure":
+                    continue
+                evidence.append(Evidence("guard", f"cause: {cause.kind} {cause.pool_uuid}"))
+                severity = Severity.CRITICAL
+                restart_helps = cause.kind == "stale-pool"
+                action = ("caused by a stale pool: " + cause.action if restart_helps else
+                          "caused by a storage outage: fix the backend; an agent restart will not help")
+            elif recent:
+                severity = Severity.CRITICAL if connection_lost(last) else Severity.WARNING
+                restart_helps = False
+                action = ("no cause is visible now (configure [management] so the guard can tell a "
+                          "deleted pool from an outage); read the agent log around the failure")
+            else:
+                continue
+            findings.append(Finding(
+                kind=kind, severity=severity, evidence=tuple(evidence), action=action,
+                pool_type=pool_type, pool_uuid=cause.pool_uuid if cause else "",
+                backend=cause.backend if cause else "", restart_helps=restart_helps,
+                extra=(("adaptor", adaptor),),
+            ))
     return findings
 
 
@@ -315,7 +327,7 @@ def evaluate(snap: Snapshot, history: History) -> list[Finding]:
     live = _live_pools(snap, history, current)
     backend = _backend_findings(snap, live)
     findings += stale + backend + _libvirt_findings(snap, history, live)
-    findings += _stop_failure_findings(snap, stale + backend)
+    findings += _log_failure_findings(snap, stale + backend)
     return sorted(findings, key=lambda f: -f.severity.rank)
 
 

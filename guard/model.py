@@ -171,12 +171,20 @@ class Snapshot:
         """Log events written by the running agent incarnation.
 
         Lines without a timestamp cannot be placed and are left out; the log's clock is
-        the host's, the same one psutil reports the process start time in.
+        the host's, the same one psutil reports the process start time in. The previous
+        incarnation's own "Stopping the agent" line is a sharper boundary than clocks: a
+        failure logged just before a restart belongs to the agent that died.
         """
         if self.agent is None:
             return ()
-        start = self.agent.incarnation.start_time - CLOCK_SLACK_S
-        return tuple(e for e in self.log_events if e.ts is not None and e.ts >= start)
+        start = self.agent.incarnation.start_time
+        events = self.log_events
+        for index in range(len(events) - 1, -1, -1):
+            stop = events[index]
+            if stop.kind == "agent-stop" and stop.ts is not None and stop.ts <= start + CLOCK_SLACK_S:
+                events = events[index + 1:]
+                break
+        return tuple(e for e in events if e.ts is not None and e.ts >= start - CLOCK_SLACK_S)
 
     def probe_for(self, pool_uuid: str) -> Optional[ProbeResult]:
         return next((p for uuid, p in self.probes if uuid == pool_uuid), None)
