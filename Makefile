@@ -20,10 +20,10 @@ $(VENV)/.ok: pyproject.toml
 lint: venv
 	$(VENV)/bin/ruff check guard tests benchmarks
 
-test: venv lint
+test: deps venv lint
 	$(PY) -m pytest -q
 
-demo: venv
+demo: deps venv
 	$(PY) -m tests.demo
 
 bench: venv
