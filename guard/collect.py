@@ -49,7 +49,7 @@ def probe_targets(history: History, snap: Snapshot) -> list[tuple[str, str]]:
 def collect(config: Config, history: History) -> Snapshot:
     now = time.time()
     props, props_status = read_agent_properties(config.agent.properties)
-    agent, agent_status = find_agent(props)
+    agent, agent_status = find_agent(props, config.agent.unit)
     pools, libvirt_status = read_libvirt_pools(config.libvirt.uri, config.probes.timeout)
     since = (agent.incarnation.start_time - CLOCK_SLACK_S if agent
              else now - LOG_LOOKBACK_WITHOUT_AGENT_S)

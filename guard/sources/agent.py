@@ -9,7 +9,9 @@ whole tree's sockets and children count.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+import subprocess
 from typing import Optional
 
 import psutil
@@ -20,6 +22,7 @@ from guard.sources.bounded import run_bounded
 
 MAIN_CLASS = "com.cloud.agent.AgentShell"
 RESOLVE_TIMEOUT_S = 1.0
+SYSTEMCTL_TIMEOUT_S = 2.0
 
 
 def _is_agent(proc: psutil.Process) -> bool:
@@ -75,14 +78,36 @@ def _connection(tree: list[psutil.Process], props: Optional[AgentProperties]) ->
     return False, f"no established TCP connection to the management server ({hosts} port {port})"
 
 
-def find_agent(props: Optional[AgentProperties]) -> tuple[Optional[AgentProcess], SourceStatus]:
+def unit_main_pid(unit: str) -> Optional[int]:
+    """The unit's MainPID when systemd runs this host: the agent systemd would restart,
+    whatever else carries the class name (a second copy started by hand, a test)."""
+    if not unit or not os.path.isdir("/run/systemd/system"):
+        return None
+    try:
+        result = subprocess.run(
+            ["systemctl", "show", "--property=MainPID", "--value", unit],
+            capture_output=True, text=True, timeout=SYSTEMCTL_TIMEOUT_S, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    value = result.stdout.strip()
+    return int(value) if result.returncode == 0 and value.isdigit() and int(value) > 0 else None
+
+
+def find_agent(
+    props: Optional[AgentProperties], unit: str = ""
+) -> tuple[Optional[AgentProcess], SourceStatus]:
     try:
         candidates = [p for p in psutil.process_iter(["pid", "ppid", "create_time"]) if _is_agent(p)]
         pids = {p.pid for p in candidates}
         tops = [p for p in candidates if p.info["ppid"] not in pids]
         if not tops:
             return None, SourceStatus("agent-process", True, f"no {MAIN_CLASS} process")
-        top = min(tops, key=lambda p: p.info["create_time"])
+        main_pid = unit_main_pid(unit)
+        by_unit = [p for p in tops if p.pid == main_pid]
+        top = by_unit[0] if by_unit else min(tops, key=lambda p: p.info["create_time"])
+        note = "" if by_unit or len(tops) == 1 else (
+            f"; {len(tops)} {MAIN_CLASS} processes, judging the oldest")
         tree = [top] + top.children(recursive=True)
         agent_pids = {p.pid for p in tree if _is_agent(p)}
         children = []
@@ -105,4 +130,4 @@ def find_agent(props: Optional[AgentProperties]) -> tuple[Optional[AgentProcess]
         return None, SourceStatus("agent-process", True, "the agent exited while being read")
     except psutil.AccessDenied as exc:
         return None, SourceStatus("agent-process", False, f"access denied reading pid {exc.pid}")
-    return agent, SourceStatus("agent-process", True, f"pid {agent.incarnation.pid}; {how}")
+    return agent, SourceStatus("agent-process", True, f"pid {agent.incarnation.pid}; {how}{note}")

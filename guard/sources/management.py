@@ -90,7 +90,10 @@ def _local_addresses() -> set[str]:
 
 def _find_host(client: Any, config: ManagementConfig, hostname: str) -> dict[str, Any]:
     if config.host_id:
-        hosts = _call(client, "listHosts", id=config.host_id, type="Routing")
+        try:
+            hosts = _call(client, "listHosts", id=config.host_id, type="Routing")
+        except ManagementError as exc:
+            raise ManagementError(f"[management] host_id {config.host_id} refused: {exc}") from None
         if not hosts:
             raise ManagementError(f"no host with [management] host_id {config.host_id}")
         return hosts[0]

@@ -1,0 +1,267 @@
+"""Evidence sources against real parts: libvirt (private libvirtd and the test driver),
+the management emulator through the real cs client, real processes for the agent
+source, and the history store on a real filesystem."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from guard.config import Credentials, ManagementConfig
+from guard.history import Held, History, IncarnationRecord, PoolRecord
+from guard.sources import history as store
+from guard.sources.agent import find_agent
+from guard.sources.agentconf import AgentProperties, agent_properties
+from guard.sources.libvirt import parse_pool_xml, read_libvirt_pools
+from guard.sources.management import read_management
+from tests.emulators.management import ManagementEmulator
+from tests.harness.libvirtd import define_dir_pool, define_netfs_pool
+
+UUID_A = "3d2c1b0a-1111-4222-8333-944445555666"
+UUID_B = "4e3d2c1b-2222-4333-8444-a55556666777"
+KEY, SECRET = "src-key-1d9f", "src-secret-88aa"
+
+TEST_DRIVER_XML = f"""<node>
+  <pool type='netfs'>
+    <name>{UUID_A}</name><uuid>{UUID_A}</uuid>
+    <source><host name='10.1.1.1'/><dir path='/export'/><format type='nfs'/></source>
+    <target><path>/mnt/{UUID_A}</path></target>
+  </pool>
+  <pool type='dir'><name>operators-own-pool</name><target><path>/var/lib/images</path></target></pool>
+</node>"""
+
+
+# ------------------------------------------------------------------------ libvirt
+
+def test_libvirt_test_driver(tmp_path):
+    (tmp_path / "node.xml").write_text(TEST_DRIVER_XML)
+    pools, status = read_libvirt_pools(f"test://{tmp_path}/node.xml", 3)
+    assert status.ok and [p.uuid for p in pools] == [UUID_A]
+    assert pools[0].type == "NetworkFilesystem" and pools[0].source_hosts == ("10.1.1.1",)
+    assert pools[0].state == "running" and pools[0].target == f"/mnt/{UUID_A}"
+    default, status = read_libvirt_pools("test:///default", 3)
+    assert status.ok and default == []
+
+
+def test_libvirt_private_daemon_pools(libvirtd, libvirt_conn, tmp_path):
+    define_dir_pool(libvirt_conn, UUID_A, tmp_path / "local")
+    define_netfs_pool(libvirt_conn, UUID_B, "127.0.0.1", "/export/primary", str(tmp_path / "mnt"))
+    libvirt_conn.storagePoolDefineXML(
+        f"<pool type='dir'><name>operators-own</name><target><path>{tmp_path}</path></target></pool>", 0)
+    pools, status = read_libvirt_pools(libvirtd.uri, 3)
+    assert status.ok
+    found = {p.uuid: p for p in pools}
+    assert set(found) == {UUID_A, UUID_B}
+    assert found[UUID_A].state == "running" and found[UUID_A].type == "Filesystem"
+    assert found[UUID_B].state == "inactive" and found[UUID_B].type == "NetworkFilesystem"
+    assert found[UUID_B].source_hosts == ("127.0.0.1",)
+
+
+def test_libvirt_down_is_one_line_and_silent(capfd):
+    pools, status = read_libvirt_pools("qemu+unix:///system?socket=/nonexistent/sock", 3)
+    assert pools == [] and not status.ok
+    assert "\n" not in status.detail and "/nonexistent/sock" in status.detail
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("xml", ["", "<pool", "<pool><name>x</name></pool>", "<network/>",
+                                 f"<pool type='rbd'><name>{UUID_A}</name><source><host/></source></pool>"])
+def test_malformed_or_foreign_pool_xml(xml):
+    pool = parse_pool_xml(xml, "running")
+    assert pool is None or (pool.uuid == UUID_A and pool.source_hosts == ())
+
+
+# ----------------------------------------------------------------- management
+
+@pytest.fixture
+def mgmt():
+    with ManagementEmulator({KEY: SECRET}) as emulator:
+        yield emulator
+
+
+def mgmt_config(emulator: ManagementEmulator, secret: str = SECRET, **extra) -> ManagementConfig:
+    return ManagementConfig("/dev/null", Credentials(emulator.endpoint, KEY, secret), timeout=2.0, **extra)
+
+
+def props(tmp_path: Path, local: str = "") -> AgentProperties:
+    values = {"host": "127.0.0.1", "port": "8250"}
+    if local:
+        values["local.storage.uuid"] = local
+    return agent_properties(str(tmp_path / "agent.properties"), values)
+
+
+def test_management_scope(mgmt, tmp_path):
+    host = mgmt.add_host("kvm-a")
+    other = mgmt.add_cluster("other")
+    mine = mgmt.add_pool("nfs", scope="CLUSTER")["id"]
+    mgmt.add_pool("nfs-other-cluster", scope="CLUSTER", cluster_id=other["id"])
+    zone_kvm = mgmt.add_pool("lin", pool_type="Linstor", scope="ZONE", hypervisor="KVM",
+                             ipaddress="http://10.0.0.9:3370")["id"]
+    mgmt.add_pool("vmware-zone", scope="ZONE", hypervisor="VMware")
+    local = mgmt.add_pool("local", pool_type="Filesystem", scope="HOST")["id"]
+    mgmt.add_pool("someone-elses-local", pool_type="Filesystem", scope="HOST")
+    maint = mgmt.add_pool("maint", scope="CLUSTER", state="Maintenance")["id"]
+    found, pools, status = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path, local))
+    assert status.ok, status.detail
+    assert found.id == host["id"] and found.state == "Up"
+    by_id = {p.uuid: p for p in pools}
+    assert set(by_id) == {mine, zone_kvm, local, maint}
+    assert by_id[zone_kvm].url == "http://10.0.0.9:3370" and by_id[zone_kvm].type == "Linstor"
+    assert by_id[maint].state == "Maintenance"
+
+
+def test_management_host_lookup(mgmt, tmp_path):
+    mgmt.add_host("kvm1.example.com", ipaddress="192.0.2.10")
+    mgmt.add_host("kvm10", ipaddress="192.0.2.11")
+    found, _, status = read_management(mgmt_config(mgmt), "kvm1.example.com", props(tmp_path))
+    assert status.ok and found.name == "kvm1.example.com"
+    short, _, status = read_management(mgmt_config(mgmt), "kvm1", props(tmp_path))
+    assert not status.ok and "host_id" in status.detail
+    by_ip = mgmt.add_host("renamed-in-ui", ipaddress="127.0.0.1")
+    found, _, status = read_management(mgmt_config(mgmt), "no-such-name", props(tmp_path))
+    assert status.ok and found.id == by_ip["id"]
+    pinned, _, status = read_management(mgmt_config(mgmt, host_id=by_ip["id"]), "x", props(tmp_path))
+    assert status.ok and pinned.id == by_ip["id"]
+    _, _, status = read_management(mgmt_config(mgmt, host_id="nope"), "x", props(tmp_path))
+    assert not status.ok and "host_id nope" in status.detail
+
+
+def test_management_failures_are_one_line_without_secrets(mgmt, tmp_path):
+    mgmt.add_host("kvm-a")
+    cases = {}
+    _, _, cases["bad secret"] = read_management(mgmt_config(mgmt, secret="wrong"), "kvm-a", props(tmp_path))
+    mgmt.garbage()
+    _, _, cases["garbage"] = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
+    mgmt.fail(530, "internal error")
+    _, _, cases["error"] = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
+    mgmt.hang()
+    started = time.monotonic()
+    _, _, cases["hang"] = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
+    assert time.monotonic() - started < 4.0
+    mgmt.normal()
+    mgmt.stop()
+    _, _, cases["refused"] = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
+    assert "401" in cases["bad secret"].detail
+    assert "refused" in cases["refused"].detail and "no answer" in cases["hang"].detail
+    for name, status in cases.items():
+        assert not status.ok, name
+        assert "\n" not in status.detail, name
+        for secret in (KEY, SECRET, "wrong", "signature="):
+            assert secret not in status.detail, (name, status.detail)
+
+
+def test_management_not_configured():
+    host, pools, status = read_management(None, "kvm", None)
+    assert host is None and pools == [] and status.ok and not status.configured
+
+
+# ---------------------------------------------------------------------- agent
+
+def spawn(argv: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_agent_found_with_connection_and_children(tmp_path):
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    code = ("import socket, subprocess, sys, time\n"
+            f"s = socket.create_connection(('127.0.0.1', {port}))\n"
+            "child = subprocess.Popen(['sleep', '60'])\n"
+            "time.sleep(60)\n")
+    proc = spawn([sys.executable, "-c", code, "com.cloud.agent.AgentShell"])
+    try:
+        conf = agent_properties("x", {"host": "127.0.0.1", "port": str(port)})
+        wait_for(lambda: (find_agent(conf)[0] or None) is not None and find_agent(conf)[0].children)
+        agent, status = find_agent(conf)
+        assert status.ok and agent.incarnation.pid == proc.pid
+        assert agent.connected is True and f"127.0.0.1:{port}" in agent.connection
+        assert [c.name for c in agent.children] == ["sleep"]
+        elsewhere = agent_properties("x", {"host": "127.0.0.2", "port": str(port)})
+        agent, _ = find_agent(elsewhere)
+        assert agent.connected is False and "127.0.0.2" in agent.connection
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=5)
+        listener.close()
+
+
+def test_jsvc_parent_and_child_are_one_incarnation():
+    """jsvc leaves a parent and a child that both carry the main class."""
+    code = ("import subprocess, sys, time\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', "
+            "'com.cloud.agent.AgentShell'])\n"
+            "time.sleep(60)\n")
+    proc = spawn([sys.executable, "-c", code, "com.cloud.agent.AgentShell"])
+    try:
+        wait_for(lambda: find_agent(None)[0] is not None)
+        time.sleep(0.3)
+        agent, status = find_agent(None)
+        assert agent.incarnation.pid == proc.pid and agent.children == ()
+        assert agent.connected is None
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=5)
+
+
+def test_no_agent():
+    agent, status = find_agent(None)
+    assert agent is None and status.ok and "no com.cloud.agent.AgentShell" in status.detail
+
+
+# -------------------------------------------------------------------- history
+
+def sample_history() -> History:
+    return History(
+        pools=(PoolRecord(UUID_A, "Linstor", url="http://c:3370", first_listed=1.0, removed_at=5.0,
+                          removed_via="test"),),
+        incarnations=(IncarnationRecord(42, 100.5, 101.0, held=(Held(UUID_A, 102.0, "log"),),
+                                        dropped=(UUID_B,)),),
+    )
+
+
+def test_history_round_trip_and_private_dir(tmp_path):
+    state = tmp_path / "state"
+    store.save(str(state), sample_history())
+    loaded, status = store.load(str(state))
+    assert status.ok and loaded == sample_history()
+    assert (state.stat().st_mode & 0o777) == 0o700
+    assert sorted(p.name for p in state.iterdir()) == ["history.json"]
+
+
+@pytest.mark.parametrize("content", ["{", "[]", '{"version": 99}', '{"version": 1, "pools": [{"x": 1}]}',
+                                     '{"version": 1, "pools": [], "incarnations": [{"pid": "a"}]}'])
+def test_corrupt_history_moved_aside(tmp_path, content):
+    (tmp_path / "history.json").write_text(content)
+    loaded, status = store.load(str(tmp_path))
+    assert loaded == History() and status.ok and "corrupt" in status.detail
+    assert not (tmp_path / "history.json").exists()
+    assert len(list(tmp_path.glob("history.json.corrupt-*"))) == 1
+
+
+def test_history_write_is_atomic(tmp_path):
+    """A reader never sees a partial file while the writer replaces it."""
+    store.save(str(tmp_path), sample_history())
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys\nfrom guard.sources import history as s\nfrom tests.test_sources import sample_history\n"
+        "for _ in range(300): s.save(sys.argv[1], sample_history())\n"), str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[1])
+    reads = 0
+    while writer.poll() is None:
+        data = json.loads((tmp_path / "history.json").read_text())
+        assert data["version"] == 1
+        reads += 1
+    assert writer.wait(timeout=60) == 0 and reads > 0
