@@ -61,17 +61,23 @@ def _connection(tree: list[psutil.Process], props: Optional[AgentProperties]) ->
     port = props.port if props else 8250
     wanted = _addresses(props.hosts) if props else set()
     established = []
+    hidden = False
     for proc in tree:
         try:
             conns = (proc.net_connections(kind="tcp") if hasattr(proc, "net_connections")
                      else proc.connections(kind="tcp"))
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+        except psutil.NoSuchProcess:
+            continue
+        except psutil.AccessDenied:
+            hidden = True
             continue
         established += [c for c in conns if c.status == psutil.CONN_ESTABLISHED and c.raddr]
     for conn in established:
         ip = _normal(conn.raddr.ip)
         if conn.raddr.port == port and (not wanted or ip in wanted):
             return True, f"connected to management server {ip}:{port}"
+    if hidden:
+        return None, "cannot see the agent's sockets (run the guard as root)"
     if props is None:
         return None, "agent.properties unreadable: cannot tell which management server to expect"
     hosts = ",".join(props.hosts) or "(none)"
