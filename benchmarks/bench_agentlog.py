@@ -57,20 +57,15 @@ def run_measure(path: str) -> dict:
     return json.loads(done.stdout)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="50M,200M")
-    parser.add_argument("--keep", action="store_true", help="keep the generated files")
-    parser.add_argument("--measure", metavar="FILE", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.measure:
-        print(json.dumps(measure(args.measure)))
-        return 0
-
+def run(sizes_text: str = "50M,200M", keep: bool = False, verbose: bool = True) -> dict:
+    """Generate, parse and measure; returns the figures (printed as they come if verbose)."""
+    say = print if verbose else (lambda *_: None)
     workdir = tempfile.mkdtemp(prefix="guard-bench-agentlog-", dir="/tmp")
     rows = []
+    results = []
+    summary: dict = {"rows": results}
     try:
-        sizes = [parse_size(s) for s in args.sizes.split(",")]
+        sizes = [parse_size(s) for s in sizes_text.split(",")]
         for size in sizes:
             path = os.path.join(workdir, f"agent-{size >> 20}M.log")
             write_log(path, size)
@@ -80,28 +75,43 @@ def main(argv: list[str]) -> int:
             shutil.copyfileobj(src, dst, 1 << 20)
         rows.append((f"{sizes[0] >> 20} MB gzip", first + ".gz"))
 
-        results = []
-        print(f"{'input':<14} {'MB':>8} {'seconds':>8} {'MB/s':>8} {'events':>8} {'peak RSS MiB':>13}")
+        say(f"{'input':<14} {'MB':>8} {'seconds':>8} {'MB/s':>8} {'events':>8} {'peak RSS MiB':>13}")
         for label, path in rows:
             uncompressed = os.path.getsize(path[:-3] if path.endswith(".gz") else path)
             r = run_measure(path)
             mb = uncompressed / 1e6
             rate = mb / r["seconds"]
-            results.append((label, rate, r["max_rss_kib"]))
-            print(f"{label:<14} {mb:>8.1f} {r['seconds']:>8.2f} {rate:>8.1f} {r['events']:>8} "
-                  f"{r['max_rss_kib'] / 1024:>13.1f}" + (f"  problems: {r['problems']}"
-                                                       if r["problems"] else ""))
+            results.append({"label": label, "mb": mb, "seconds": r["seconds"], "mbps": rate,
+                            "events": r["events"], "max_rss_kib": r["max_rss_kib"],
+                            "problems": r["problems"]})
+            say(f"{label:<14} {mb:>8.1f} {r['seconds']:>8.2f} {rate:>8.1f} {r['events']:>8} "
+                f"{r['max_rss_kib'] / 1024:>13.1f}" + (f"  problems: {r['problems']}"
+                                                     if r["problems"] else ""))
         if len(sizes) > 1:
             small, big = results[0], results[len(sizes) - 1]
-            print(f"ratio {big[0]} / {small[0]}: throughput {big[1] / small[1]:.2f}, "
-                  f"peak RSS {big[2] / small[2]:.2f}")
+            summary["throughput_ratio"] = big["mbps"] / small["mbps"]
+            summary["rss_ratio"] = big["max_rss_kib"] / small["max_rss_kib"]
+            say(f"ratio {big['label']} / {small['label']}: throughput {summary['throughput_ratio']:.2f}, "
+                f"peak RSS {summary['rss_ratio']:.2f}")
     finally:
-        if args.keep:
-            print(f"files kept in {workdir}")
+        if keep:
+            say(f"files kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return summary
 
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="50M,200M")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--measure", metavar="FILE", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.measure:
+        print(json.dumps(measure(args.measure)))
+        return 0
+    run(args.sizes, args.keep)
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

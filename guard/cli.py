@@ -54,6 +54,12 @@ def _unknown(message: str, as_json: bool) -> int:
     return int(Severity.UNKNOWN)
 
 
+def _emit(doc: dict) -> None:
+    """Streamed, so a long analyze timeline is never held twice in memory as text."""
+    json.dump(doc, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
 def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
@@ -90,7 +96,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     findings, snap, history = _check_once(config)
     elapsed = time.monotonic() - started
     if args.json:
-        print(json.dumps(json_doc(findings, snap, history, elapsed), indent=2))
+        _emit(json_doc(findings, snap, history, elapsed))
     else:
         print(text(findings, snap, elapsed, history))
     return int(overall(findings))
@@ -140,7 +146,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             "timeline": analysis.timeline_json(),
             "timeline_dropped": analysis.dropped_entries,
         }
-        print(json.dumps(doc, indent=2))
+        _emit(doc)
         return int(status)
     print(head)
     for finding in findings:
