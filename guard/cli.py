@@ -26,6 +26,7 @@ from guard.record import record
 from guard.report import SERVICE, finding_json, finding_line, json_doc, perfdata, summary, text
 from guard.sources import history as history_store
 from guard.sources.agentlog import iter_events, log_set, parse_lines
+from guard.sources.libvirt import UUID_RE
 
 _ROTATION = re.compile(r"(\.\d+|-\d{8}|\.\d{4}-\d{2}-\d{2}(-\d{2})?)?(\.gz)?$")
 
@@ -162,7 +163,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _probe_url(target: str, config: Config) -> Optional[str]:
-    if "://" in target or ":" in target:
+    if not UUID_RE.match(target):
         return target
     try:
         with history_store.locked(config.state_dir):

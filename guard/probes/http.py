@@ -153,6 +153,7 @@ async def get(
         )
     except OSError as exc:
         raise _connect_error(exc, target) from None
+    answered = False
     try:
         host_header = f"[{target.host}]" if ":" in target.host else target.host
         lines = [f"GET {target.base_path}{path} HTTP/1.1", f"Host: {host_header}:{target.port}",
@@ -164,6 +165,7 @@ async def get(
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
             raise ProbeError("bad-answer", "answer headers too large") from None
+        answered = True
         if len(head) > MAX_HEADER_BYTES:
             raise ProbeError("bad-answer", "answer headers too large")
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
@@ -176,9 +178,20 @@ async def get(
             if sep:
                 parsed[name.strip().lower()] = value.strip()
         return Answer(int(fields[1]), parsed, await _read_body(reader, parsed))
-    except (asyncio.IncompleteReadError, ConnectionResetError, ValueError) as exc:
-        raise ProbeError("bad-answer", f"answer cut short or malformed ({type(exc).__name__})") from None
     except ssl.SSLError as exc:
         raise _connect_error(exc, target) from None
+    except (asyncio.IncompleteReadError, ConnectionError) as exc:
+        if tls is not None and not answered:
+            # TLS 1.3: the client's handshake ends before the server has judged its
+            # certificate, and a rejection's alert can be overtaken by the reset.
+            raise ProbeError(
+                "tls", f"TLS connection to {target.host}:{target.port} closed before any answer "
+                f"({type(exc).__name__}); the controller may require a client certificate "
+                "(linstor.cert, linstor.key)") from None
+        raise ProbeError("bad-answer", f"answer cut short or malformed ({type(exc).__name__})") from None
+    except ValueError as exc:
+        raise ProbeError("bad-answer", f"answer cut short or malformed ({type(exc).__name__})") from None
+    except OSError as exc:
+        raise ProbeError("bad-answer", f"connection failed mid-answer: {exc.strerror or exc}") from None
     finally:
         writer.close()

@@ -39,7 +39,11 @@ def load_token(path: str) -> str:
     if not isinstance(data, dict):
         return ""
     token = data.get("token", "")
-    return token if isinstance(token, str) else ""
+    if not isinstance(token, str):
+        return ""
+    token = token.strip()
+    # It goes into a request header: control characters would forge extra headers.
+    return token if token.isascii() and token.isprintable() else ""
 
 
 def ssl_context(config: LinstorConfig) -> ssl.SSLContext:
@@ -126,17 +130,31 @@ async def probe(url: str, config: LinstorConfig, timeout: float) -> ProbeResult:
                 http_status=exc.http_status,
             )
 
+    tasks = [asyncio.ensure_future(attempt(t)) for t in targets]
+    finished: dict[int, ProbeResult] = {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     try:
-        results = await asyncio.wait_for(
-            asyncio.gather(*(attempt(t) for t in targets)), timeout=timeout
-        )
-    except asyncio.TimeoutError:
-        where = ", ".join(t.url for t in targets)
-        return ProbeResult(
-            BACKEND, where, "timeout", f"no complete answer from {where} within {timeout:g}s",
-            time.monotonic() - started,
-        )
-    return next((r for r in results if r.reachable), results[0])
+        pending = set(tasks)
+        while pending and loop.time() < deadline:
+            done, pending = await asyncio.wait(
+                pending, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                if task.result().reachable:
+                    return task.result()
+                finished[tasks.index(task)] = task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if len(finished) == len(tasks):
+        return finished[0]
+    where = ", ".join(t.url for i, t in enumerate(targets) if i not in finished)
+    return ProbeResult(
+        BACKEND, where, "timeout", f"no complete answer from {where} within {timeout:g}s",
+        time.monotonic() - started,
+    )
 
 
 def probe_many(urls: list[str], config: LinstorConfig, timeout: float) -> dict[str, ProbeResult]:
