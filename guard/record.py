@@ -152,12 +152,18 @@ def _record_removals(history: History, snap: Snapshot, current: Optional[Incarna
 def _prune(history: History, snap: Snapshot, current: Optional[IncarnationRecord]) -> History:
     incarnations = sorted(history.incarnations, key=lambda i: i.first_seen)[-KEEP_INCARNATIONS:]
     held_now = {h.uuid for h in current.held} if current else set()
-    pools = tuple(
-        p for p in history.pools
-        if p.removed_at is None
-        or p.uuid in held_now
-        or snap.now - p.removed_at < FORGET_REMOVED_AFTER_S
-    )
+
+    def keep(pool: PoolRecord) -> bool:
+        """Pools only the log ever named (the agent mounts secondary storage and ISOs as
+        uuid-named NFS pools, hundreds over months) are kept only while the running
+        agent holds them; the log names them again if it matters."""
+        if pool.uuid in held_now:
+            return True
+        if pool.removed_at is not None:
+            return snap.now - pool.removed_at < FORGET_REMOVED_AFTER_S
+        return pool.first_listed is not None
+
+    pools = tuple(p for p in history.pools if keep(p))
     return History(pools=pools, incarnations=tuple(incarnations))
 
 

@@ -193,3 +193,13 @@ def test_heartbeat_failure_on_stale_pool_is_critical_even_if_controller_answers(
                        snap(T0 + 70, [], events=[beat], probes=probe("healthy"))])
     assert kinds(findings) == [("stale-pool", Severity.CRITICAL)]
     assert "reboot" in findings[0].action
+
+
+def test_history_forgets_log_only_pools_the_agent_no_longer_holds():
+    mounts = [LogEvent("pool-add", T0 + 5 + i, "agent.log", i, pool_uuid=f"{i:08d}-0000-4000-8000-000000000000",
+                       pool_type="NetworkFilesystem") for i in range(50)]
+    _, history = run([snap(T0 + 100, [lin_pool()], events=mounts)])
+    assert len(history.pools) == 51
+    restarted = snap(T0 + 500, [lin_pool()], agent_proc=agent(pid=2, start=T0 + 400))
+    history = record(history, restarted)
+    assert [p.uuid for p in history.pools] == [LIN]
