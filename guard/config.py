@@ -81,6 +81,10 @@ class RemediationConfig:
     window: float = 3600.0
     cooldown: float = 600.0
     verify_deadline: float = 120.0
+    stagger_slot: float = 30.0
+    settle: float = 60.0
+    windows: tuple[tuple[int, int], ...] = ()
+    """Maintenance windows as (start, end) minutes after local midnight; empty: any time."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class Config:
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_WINDOW = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -204,6 +209,23 @@ class _Reader:
             return parse_duration(value)
         except ValueError:
             raise self._fail(key, f"is not a duration ({value!r})", example) from None
+
+    def windows(self, key: str) -> tuple[tuple[int, int], ...]:
+        self.used.add(key)
+        value = self.table.get(key, [])
+        example = f'write {key} = ["02:00-05:00", "22:30-23:59"] (local time)'
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._fail(key, f"must be a list of strings, not {value!r}", example)
+        parsed = []
+        for text in value:
+            match = _WINDOW.match(text.strip())
+            if not match:
+                raise self._fail(key, f"has a window {text!r} that is not HH:MM-HH:MM", example)
+            h1, m1, h2, m2 = (int(g) for g in match.groups())
+            if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
+                raise self._fail(key, f"has a window {text!r} with an impossible time", example)
+            parsed.append((h1 * 60 + m1, h2 * 60 + m2))
+        return tuple(parsed)
 
     def finish(self) -> None:
         known = ", ".join(sorted(self.used))
@@ -341,6 +363,9 @@ def parse_config(text: str, path: str) -> Config:
                 window=r.duration("window", 3600.0),
                 cooldown=r.duration("cooldown", 600.0),
                 verify_deadline=r.duration("verify_deadline", 120.0),
+                stagger_slot=r.duration("stagger_slot", 30.0),
+                settle=r.duration("settle", 60.0),
+                windows=r.windows("windows"),
             ),
             RemediationConfig(),
         ),

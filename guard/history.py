@@ -52,9 +52,25 @@ class IncarnationRecord:
 
 
 @dataclass(frozen=True)
+class RestartRecord:
+    """One agent restart the guard asked for, and what became of it."""
+
+    at: float
+    reason: str
+    old_pid: int
+    pools: tuple[str, ...] = ()
+    outcome: str = "requested"
+    detail: str = ""
+    new_pid: Optional[int] = None
+
+
+@dataclass(frozen=True)
 class History:
     pools: tuple[PoolRecord, ...] = ()
     incarnations: tuple[IncarnationRecord, ...] = ()
+    restarts: tuple[RestartRecord, ...] = ()
+    breaker_open_since: Optional[float] = None
+    breaker_reason: str = ""
 
     def pool(self, uuid: str) -> Optional[PoolRecord]:
         return next((p for p in self.pools if p.uuid == uuid), None)
@@ -74,6 +90,9 @@ class History:
 def to_json(history: History) -> dict[str, Any]:
     return {
         "version": SCHEMA_VERSION,
+        "restarts": [dict(vars(r), pools=list(r.pools)) for r in history.restarts],
+        "breaker_open_since": history.breaker_open_since,
+        "breaker_reason": history.breaker_reason,
         "pools": [vars(p) for p in sorted(history.pools, key=lambda p: p.uuid)],
         "incarnations": [
             {
@@ -104,9 +123,16 @@ def from_json(data: Any) -> History:
             )
             for i in data["incarnations"]
         )
+        restarts = tuple(
+            RestartRecord(**dict(r, pools=tuple(str(u) for u in r.get("pools", ()))))
+            for r in data.get("restarts", ())
+        )
+        breaker = data.get("breaker_open_since")
+        breaker = None if breaker is None else float(breaker)
+        breaker_reason = str(data.get("breaker_reason", ""))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed history: {exc}") from None
     for pool in pools:
         if not isinstance(pool.uuid, str):
             raise ValueError("malformed history: pool uuid is not a string")
-    return History(pools, incarnations)
+    return History(pools, incarnations, restarts, breaker, breaker_reason)

@@ -164,7 +164,7 @@ def _prune(history: History, snap: Snapshot, current: Optional[IncarnationRecord
         return pool.first_listed is not None
 
     pools = tuple(p for p in history.pools if keep(p))
-    return History(pools=pools, incarnations=tuple(incarnations))
+    return replace(history, pools=pools, incarnations=tuple(incarnations))
 
 
 def record(history: History, snap: Snapshot) -> History:

@@ -169,3 +169,14 @@ def read_management(
     detail = f"{where}: host {host.name} ({host.state}), {len(pools)} pool(s) in scope"
     return host, pools, SourceStatus("management", True, detail)
 
+
+
+def read_cluster_hosts(config: ManagementConfig, cluster_id: str) -> tuple[ManagementHost, ...]:
+    """The cluster's hypervisors now, asked fresh: the cluster gate must not act on a
+    listing older than a peer's restart. Raises ManagementError."""
+    entries = _call(_client(config), "listHosts", clusterid=cluster_id, type="Routing")
+    return tuple(
+        ManagementHost(id=str(h.get("id", "")), name=str(h.get("name", "")), state=str(h.get("state", "")),
+                       cluster_id=str(h.get("clusterid", "")), zone_id=str(h.get("zoneid", "")))
+        for h in entries
+    )

@@ -1,0 +1,253 @@
+"""Whether to restart the agent now: findings + gate readings + history -> decision.
+
+Pure. A restart clears a stale pool, but it disconnects the host for seconds, aborts
+the agent's in-flight work and counts against systemd's start limit; so every gate
+must pass, in order, and each gate's reading is kept so the operator (and the journal)
+can see why the guard did or did not act.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from guard.config import RemediationConfig
+from guard.history import History, RestartRecord
+from guard.model import ChildProcess, Finding, ManagementHost
+
+KEEP_RESTARTS = 50
+BUSY_HOST_STATES = {"Disconnected", "Connecting"}
+
+STORAGE_TOOLS = {"qemu-img", "rbd", "rados", "drbdadm", "drbdsetup", "iscsiadm", "multipath",
+                 "mount", "umount", "mount.nfs", "rsync", "dd", "lvcreate", "lvremove", "lvresize",
+                 "qemu-nbd", "storpool", "drv_cfg", "virt-sparsify", "ovftool"}
+SCRIPT_DIRS = ("/usr/share/cloudstack-common/scripts/",)
+
+
+@dataclass(frozen=True)
+class GateReading:
+    gate: str
+    passed: bool
+    reading: str
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """What a restart would abort: the agent's storage children, libvirt domain jobs."""
+
+    children: tuple[ChildProcess, ...] = ()
+    domain_jobs: tuple[str, ...] = ()
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """This host and its cluster peers as the management server reports them now."""
+
+    this_host_id: str
+    hosts: tuple[ManagementHost, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    act: bool
+    readings: tuple[GateReading, ...]
+    wait_until: Optional[float] = None
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def refused_by(self) -> Optional[GateReading]:
+        return next((r for r in self.readings if not r.passed), None)
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        return tuple(sorted({f.pool_uuid for f in self.findings if f.pool_uuid}))
+
+
+def storage_children(children: tuple[ChildProcess, ...]) -> tuple[ChildProcess, ...]:
+    """Agent children that touch storage: killing them mid-copy can corrupt a volume."""
+    return tuple(
+        c for c in children
+        if c.name in STORAGE_TOOLS
+        or any(part.rsplit("/", 1)[-1] in STORAGE_TOOLS for part in c.cmdline.split()[:2])
+        or any(d in c.cmdline for d in SCRIPT_DIRS)
+    )
+
+
+def stagger_delay(this_host_id: str, host_ids: tuple[str, ...], slot: float) -> float:
+    """This host's own slot: its rank among its cluster by a hash of the host id, plus a
+    jitter inside the first quarter of the slot. Deterministic, so every host computes
+    the same order without talking to the others, and no two hosts share a slot."""
+    def digest(host_id: str) -> bytes:
+        return hashlib.sha256(host_id.encode()).digest()
+
+    ordered = sorted(set(host_ids) | {this_host_id}, key=digest)
+    jitter = int.from_bytes(digest(this_host_id)[:4], "big") / 2**32 * slot / 4
+    return ordered.index(this_host_id) * slot + jitter
+
+
+def restarts_in_window(history: History, now: float, window: float) -> tuple[RestartRecord, ...]:
+    return tuple(r for r in history.restarts if now - r.at < window)
+
+
+def _in_window(now: float, windows: tuple[tuple[int, int], ...]) -> bool:
+    local = time.localtime(now)
+    minute = local.tm_hour * 60 + local.tm_min
+    return any(start <= minute < end if start <= end else (minute >= start or minute < end)
+               for start, end in windows)
+
+
+def _gate_finding(findings: list[Finding], force: bool) -> tuple[GateReading, tuple[Finding, ...]]:
+    fixable = tuple(f for f in findings if f.restart_helps)
+    if fixable:
+        names = ", ".join(f"{f.kind} {f.pool_uuid or f.pool_type}".strip() for f in fixable)
+        return GateReading("finding", True, f"a restart fixes: {names}"), fixable
+    if force:
+        return GateReading("finding", True, "no finding a restart fixes; forced by the operator"), ()
+    return GateReading("finding", False, "no finding that an agent restart fixes"), ()
+
+
+def _gate_mode(mode: str, force: bool) -> GateReading:
+    if mode == "remediate":
+        return GateReading("mode", True, "remediate")
+    if force:
+        return GateReading("mode", True, f"{mode}, overridden by --force")
+    return GateReading("mode", False, f"{mode}: the guard reports and never restarts")
+
+
+def _gate_in_flight(in_flight: InFlight) -> GateReading:
+    if in_flight.problem:
+        return GateReading("in-flight", False,
+                           f"cannot tell what a restart would abort: {in_flight.problem}")
+    busy = storage_children(in_flight.children)
+    parts = [f"agent child {c.pid} {c.name} ({c.cmdline[:80]})" for c in busy]
+    parts += [f"libvirt job on {job}" for job in in_flight.domain_jobs]
+    if parts:
+        return GateReading("in-flight", False, "busy: " + "; ".join(parts) + "; retry when it ends")
+    return GateReading("in-flight", True, "no agent child doing storage work, no libvirt domain job")
+
+
+def _gate_rate(history: History, config: RemediationConfig, now: float, force: bool) -> GateReading:
+    recent = restarts_in_window(history, now, config.window)
+    if force:
+        return GateReading("rate", True,
+                           f"{len(recent)} restart(s) in the window; limits overridden by --force")
+    if history.breaker_open_since is not None:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(history.breaker_open_since))
+        return GateReading("rate", False, f"circuit breaker open since {since}: "
+                           f"{history.breaker_reason}; run `cloudstack-guard restart-agent --force` "
+                           "once the cause is understood")
+    if len(recent) >= config.max_restarts:
+        return GateReading("rate", False, f"{len(recent)} of {config.max_restarts} restarts used "
+                           f"in the last {config.window:g}s")
+    if history.restarts:
+        last = max(r.at for r in history.restarts)
+        if now - last < config.cooldown:
+            return GateReading("rate", False, f"cooldown: last restart {now - last:.0f}s ago, "
+                               f"cooldown {config.cooldown:g}s")
+    return GateReading("rate", True, f"{len(recent)} of {config.max_restarts} restarts used in the window")
+
+
+def _gate_cluster(
+    cluster: Optional[ClusterView], problem: str, anchor: float, now: float, slot: float, force: bool
+) -> tuple[GateReading, Optional[float]]:
+    if problem:
+        return GateReading("cluster", False, f"cannot read the cluster's hosts: {problem}"), None
+    if cluster is None:
+        return GateReading("cluster", True, "management API not configured: no cluster view"), None
+    busy = [h for h in cluster.hosts if h.id != cluster.this_host_id and h.state in BUSY_HOST_STATES]
+    if busy:
+        names = ", ".join(f"{h.name} {h.state}" for h in busy)
+        return GateReading("cluster", False, f"another host of this cluster is not Up: {names}"), None
+    peers = tuple(h.id for h in cluster.hosts)
+    delay = stagger_delay(cluster.this_host_id, peers, slot)
+    acts_at = anchor + delay
+    if now < acts_at and not force:
+        return GateReading("cluster", False, f"staggered: this host's slot starts in "
+                           f"{acts_at - now:.1f}s ({len(peers)} host(s) in the cluster)"), acts_at
+    return GateReading("cluster", True, f"all {len(peers)} host(s) of the cluster Up; "
+                       f"stagger slot reached"), None
+
+
+def _gate_window(windows: tuple[tuple[int, int], ...], now: float, force: bool) -> GateReading:
+    if not windows:
+        return GateReading("window", True, "no maintenance window configured")
+    if _in_window(now, windows) or force:
+        return GateReading("window", True, "inside a maintenance window" if not force
+                           else "outside the windows, overridden by --force")
+    return GateReading("window", False, "outside the configured maintenance windows")
+
+
+def decide(
+    findings: list[Finding],
+    mode: str,
+    config: RemediationConfig,
+    history: History,
+    now: float,
+    in_flight: InFlight,
+    cluster: Optional[ClusterView],
+    anchor: float,
+    force: bool = False,
+    cluster_problem: str = "",
+) -> Decision:
+    """Every gate is read even after one refuses, so the operator sees the whole picture;
+    `anchor` is when the condition appeared (hosts that saw it together stagger from it)."""
+    finding, fixable = _gate_finding(findings, force)
+    cluster_reading, wait_until = _gate_cluster(
+        cluster, cluster_problem, anchor, now, config.stagger_slot, force)
+    readings = (
+        finding,
+        _gate_mode(mode, force),
+        _gate_in_flight(in_flight),
+        _gate_rate(history, config, now, force),
+        cluster_reading,
+        _gate_window(config.windows, now, force),
+    )
+    act = all(r.passed for r in readings)
+    return Decision(act, readings, wait_until, fixable)
+
+
+def record_restart(history: History, record: RestartRecord) -> History:
+    restarts = (tuple(r for r in history.restarts if r.at != record.at) + (record,))[-KEEP_RESTARTS:]
+    return replace(history, restarts=restarts)
+
+
+def open_breaker(history: History, now: float, reason: str) -> History:
+    return replace(history, breaker_open_since=now, breaker_reason=reason)
+
+
+def close_breaker(history: History) -> History:
+    return replace(history, breaker_open_since=None, breaker_reason="")
+
+
+def anchor_for(findings: tuple[Finding, ...], history: History, now: float) -> float:
+    """When the condition appeared: the removal every host of the cluster saw at the
+    same moment, so their stagger slots count from the same instant."""
+    moments = [
+        record.removed_at for f in findings
+        if (record := history.pool(f.pool_uuid)) is not None and record.removed_at is not None
+    ]
+    return min(moments, default=now)
+
+
+def judge_last_restart(history: History, findings: list[Finding], now: float, settle: float) -> History:
+    """A verified restart that left the same trouble behind did not help: open the breaker
+    so the guard stops restarting an agent it cannot fix. Close it once the condition is
+    gone, since then the next trouble is a new one."""
+    verified = [r for r in history.restarts if r.outcome == "verified"]
+    if verified and now - verified[-1].at >= settle:
+        last = verified[-1]
+        left = [f for f in findings if f.kind in ("stale-pool", "stop-failure")
+                and (f.pool_uuid in last.pools or f.kind == "stop-failure")]
+        if left:
+            reason = ("restart at " + time.strftime("%H:%M:%S", time.localtime(last.at)) +
+                      f" did not clear {left[0].kind} {left[0].pool_uuid or left[0].pool_type}")
+            history = record_restart(history, replace(last, outcome="did-not-help", detail=reason))
+            return open_breaker(history, now, reason)
+        history = record_restart(history, replace(last, outcome="helped"))
+    if history.breaker_open_since is not None and not any(
+            f.restart_helps or f.kind == "stop-failure" for f in findings):
+        history = close_breaker(history)
+    return history

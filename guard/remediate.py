@@ -1,0 +1,148 @@
+"""Carries a restart decision out through systemd and verifies it.
+
+Everything here does I/O; deciding is guard.policy's job. The restart goes through
+systemd so the unit's own limits and ordering apply, as a queued job (--no-block): a
+restart asked for while the agent is already restarting merges into that job, which
+is what the operator wanted anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Optional
+
+from guard.config import Config
+from guard.history import History, RestartRecord
+from guard.model import AgentProcess, Incarnation
+from guard.policy import ClusterView, Decision, InFlight, open_breaker, record_restart
+from guard.sources.agent import find_agent
+from guard.sources.agentconf import read_agent_properties
+from guard.sources.bounded import run_bounded
+from guard.sources.management import ManagementError, read_cluster_hosts, read_management
+
+SYSTEMCTL_TIMEOUT_S = 30.0
+VERIFY_POLL_S = 0.5
+MANAGEMENT_VERIFY_POLL_S = 5.0
+
+
+def _domain_jobs(uri: str) -> tuple[str, ...]:
+    import libvirt
+
+    conn = libvirt.openReadOnly(uri)
+    try:
+        jobs = []
+        for domain in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            try:
+                job_type = domain.jobInfo()[0]
+            except libvirt.libvirtError:
+                continue
+            if job_type != libvirt.VIR_DOMAIN_JOB_NONE:
+                jobs.append(domain.name())
+        return tuple(jobs)
+    finally:
+        conn.close()
+
+
+def gather_in_flight(agent: Optional[AgentProcess], libvirt_uri: str, timeout: float) -> InFlight:
+    """What a restart would abort. Not knowing counts as busy: the gate refuses."""
+    children = agent.children if agent else ()
+    try:
+        jobs = run_bounded(lambda: _domain_jobs(libvirt_uri), timeout)
+    except Exception as exc:  # noqa: BLE001 - libvirtError, ImportError, TimeoutError alike
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return InFlight(children, (), f"libvirt {libvirt_uri}: {first}")
+    return InFlight(children, jobs)
+
+
+def gather_cluster(config: Config, host_id: str, cluster_id: str) -> Optional[ClusterView]:
+    """None without a management API. Raises ManagementError when the API is configured
+    but cannot answer: the cluster gate must then refuse, not guess."""
+    if config.management is None:
+        return None
+    return ClusterView(host_id, read_cluster_hosts(config.management, cluster_id))
+
+
+def request_restart(unit: str) -> tuple[bool, str]:
+    try:
+        result = subprocess.run(
+            ["systemctl", "restart", "--no-block", unit],
+            capture_output=True, text=True, timeout=SYSTEMCTL_TIMEOUT_S, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"systemctl restart {unit} did not return within {SYSTEMCTL_TIMEOUT_S:g}s"
+    except OSError as exc:
+        return False, f"cannot run systemctl: {exc.strerror}"
+    if result.returncode != 0:
+        message = (result.stderr or result.stdout).strip().splitlines()
+        return False, f"systemctl restart {unit} failed: {message[0] if message else result.returncode}"
+    return True, f"systemctl restart {unit} queued"
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    detail: str
+    incarnation: Optional[Incarnation] = None
+    seconds: float = 0.0
+
+
+async def verify(config: Config, old: Optional[Incarnation], deadline_s: float) -> Verification:
+    """A new incarnation, connected to its management server, and Up in the API when
+    one is configured, within the deadline."""
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    last_api = 0.0
+    seen = "no new agent process"
+    while time.monotonic() - started < deadline_s:
+        props, _ = await loop.run_in_executor(None, read_agent_properties, config.agent.properties)
+        agent, _ = await loop.run_in_executor(None, find_agent, props, config.agent.unit)
+        if agent is not None and (old is None or agent.incarnation.key != old.key):
+            seen = f"new agent pid {agent.incarnation.pid}, {agent.connection}"
+            if agent.connected:
+                if config.management is None:
+                    return Verification(True, seen, agent.incarnation, time.monotonic() - started)
+                if time.monotonic() - last_api >= MANAGEMENT_VERIFY_POLL_S:
+                    last_api = time.monotonic()
+                    host, _, status = await loop.run_in_executor(
+                        None, read_management, config.management, socket.gethostname(), props)
+                    state = host.state if host else status.detail
+                    seen = f"new agent pid {agent.incarnation.pid} connected; management says {state}"
+                    if host is not None and host.state == "Up":
+                        return Verification(True, seen, agent.incarnation, time.monotonic() - started)
+        await asyncio.sleep(VERIFY_POLL_S)
+    elapsed = time.monotonic() - started
+    return Verification(False, f"not verified within {deadline_s:g}s: {seen}", None, elapsed)
+
+
+async def carry_out(
+    config: Config, decision: Decision, agent: Optional[AgentProcess], history: History,
+    log: Any, now: float,
+) -> tuple[History, Verification]:
+    """Restart, verify, and record the outcome; a failed restart opens the breaker."""
+    reason = "; ".join(f"{r.gate}: {r.reading}" for r in decision.readings)
+    old = agent.incarnation if agent else None
+    record = RestartRecord(at=now, reason=reason, old_pid=old.pid if old else 0, pools=decision.pools)
+    history = record_restart(history, record)
+    ok, detail = request_restart(config.agent.unit)
+    log("restart-requested", ok=ok, detail=detail, old_pid=record.old_pid)
+    if not ok:
+        history = record_restart(history, replace(record, outcome="failed", detail=detail))
+        return open_breaker(history, now, detail), Verification(False, detail)
+    result = await verify(config, old, config.remediation.verify_deadline)
+    if result.ok:
+        outcome = replace(record, outcome="verified", detail=result.detail, new_pid=result.incarnation.pid)
+        return record_restart(history, outcome), result
+    history = record_restart(history, replace(record, outcome="failed", detail=result.detail))
+    return open_breaker(history, time.time(), f"agent restart not verified: {result.detail}"), result
+
+
+def cluster_reading(config: Config, host_id: str, cluster_id: str) -> tuple[Optional[ClusterView], str]:
+    """The cluster view, or the reason it could not be had (the gate then refuses)."""
+    try:
+        return gather_cluster(config, host_id, cluster_id), ""
+    except ManagementError as exc:
+        return None, str(exc)
