@@ -20,9 +20,12 @@ from guard.collect import collect
 from guard.config import Config, ConfigError, load_config
 from guard.evaluate import evaluate, overall
 from guard.history import History
+from guard.logsetup import FORMATS
 from guard.model import Evidence, Finding, ProbeResult, Severity, Snapshot, SourceStatus
+from guard.policy import Decision, anchor_for, close_breaker, decide
 from guard.probes import linstor
 from guard.record import record
+from guard.remediate import carry_out, cluster_reading, gather_in_flight
 from guard.report import SERVICE, finding_json, finding_line, json_doc, perfdata, summary, text
 from guard.sources import history as history_store
 from guard.sources.agentlog import iter_events, log_set, parse_lines
@@ -39,6 +42,17 @@ EPILOG_ANALYZE = """examples:
   cloudstack-guard analyze /var/log/cloudstack/agent/agent.log.2.gz agent.log.1 agent.log
   cloudstack-guard analyze --json incident.log > timeline.json
   xclip -o | cloudstack-guard analyze -     a log pasted from a ticket
+"""
+EPILOG_RUN = """examples:
+  systemctl start cloudstack-guard        how it normally runs (Type=notify, watchdog)
+  cloudstack-guard run --log-format console --config /tmp/guard.toml
+exit codes: 0 after SIGTERM, 78 on a bad config; SIGHUP reloads the config.
+"""
+EPILOG_RESTART = """examples:
+  cloudstack-guard restart-agent --dry-run   show every gate and its reading
+  cloudstack-guard restart-agent             restart when every gate passes, and verify
+  cloudstack-guard restart-agent --force     after the circuit breaker opened
+exit codes: 0 done (or would do), 1 refused by a gate, 2 failed.
 """
 EPILOG_PROBE = """examples:
   cloudstack-guard probe http://linstor-ctl:3370
@@ -199,6 +213,55 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return int(severity)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from guard import daemon
+
+    return daemon.run(args.config, args.log_format)
+
+
+def _print_decision(decision: Decision, unit: str) -> None:
+    for reading in decision.readings:
+        mark = "pass  " if reading.passed else "REFUSE"
+        print(f"  [{mark}] {reading.gate:<9} {reading.reading}")
+    if decision.act:
+        print(f"decision: restart {unit}")
+    else:
+        print(f"decision: no restart (refused by {decision.refused_by.gate})")
+
+
+def cmd_restart_agent(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(f"restart-agent: config: {exc}")
+        return 2
+    findings, snap, base = _check_once(config)
+    for finding in findings:
+        print(finding_line(finding))
+    in_flight = gather_in_flight(snap.agent, config.libvirt.uri, config.probes.timeout)
+    cluster, problem = None, ""
+    if config.management is not None:
+        host = snap.management_host
+        cluster, problem = (cluster_reading(config, host.id, host.cluster_id) if host
+                            else (None, "this host is not known to the management server"))
+    fixable = tuple(f for f in findings if f.restart_helps)
+    decision = decide(findings, config.mode, config.remediation, base, snap.now, in_flight, cluster,
+                      anchor_for(fixable, base, snap.now), force=args.force, cluster_problem=problem)
+    print(f"gates for restarting {config.agent.unit}:")
+    _print_decision(decision, config.agent.unit)
+    if not decision.act:
+        return 1
+    if args.dry_run:
+        print("dry run: nothing done")
+        return 0
+    mine = close_breaker(base) if args.force else base
+    mine, result = asyncio.run(carry_out(config, decision, snap.agent, mine,
+                                         lambda event, **f: print(f"{event}: {f}"), time.time()))
+    history_store.save_merged(config.state_dir, mine, base)
+    print(f"restart {'verified' if result.ok else 'FAILED'}: {result.detail} ({result.seconds:.1f}s)")
+    return 0 if result.ok else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cloudstack-guard",
@@ -230,6 +293,23 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="print one JSON document")
     probe.add_argument("--config", metavar="FILE", help="config file")
     probe.set_defaults(func=cmd_probe)
+
+    run = sub.add_parser("run", help="the daemon (systemd Type=notify)", epilog=EPILOG_RUN,
+                         formatter_class=fmt)
+    run.add_argument("--config", metavar="FILE", help="config file")
+    run.add_argument("--log-format", choices=FORMATS, default="auto",
+                     help="auto: the journal under systemd, readable lines otherwise")
+    run.set_defaults(func=cmd_run)
+
+    restart = sub.add_parser("restart-agent", help="the controlled agent restart, gate by gate",
+                             epilog=EPILOG_RESTART, formatter_class=fmt)
+    restart.add_argument("--dry-run", action="store_true", help="read every gate, restart nothing")
+    restart.add_argument("--force", action="store_true",
+                         help="skip the finding, mode, rate-limit, circuit-breaker, stagger and window "
+                              "gates (and close the breaker); never the in-flight-work and "
+                              "peer-host-down gates")
+    restart.add_argument("--config", metavar="FILE", help="config file")
+    restart.set_defaults(func=cmd_restart_agent)
     return parser
 
 

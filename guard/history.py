@@ -8,7 +8,7 @@ plain frozen records so the code that updates them (guard.record) stays pure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any, Optional
 
 SCHEMA_VERSION = 1
@@ -107,32 +107,98 @@ def to_json(history: History) -> dict[str, Any]:
     }
 
 
+def _number(value: Any, where: str) -> float:
+    # bool is an int to Python, never a time to us
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"malformed history: {where} is not a number")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"malformed history: {where} is out of range") from None
+
+
+def _check(annotation: str, value: Any, where: str) -> Any:
+    """One field's value, checked against its annotation (a string, as written in the
+    dataclass: `from __future__ import annotations`)."""
+    if annotation.startswith("Optional[") and annotation.endswith("]"):
+        return None if value is None else _check(annotation[len("Optional["):-1], value, where)
+    if annotation == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"malformed history: {where} is not a string")
+        return value
+    if annotation == "float":
+        return _number(value, where)
+    if annotation == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"malformed history: {where} is not an integer")
+        return value
+    if annotation.startswith("tuple[") and annotation.endswith(", ...]"):
+        if not isinstance(value, list):
+            raise ValueError(f"malformed history: {where} is not a list")
+        item = annotation[len("tuple["):-len(", ...]")]
+        return tuple(_check(item, v, f"{where}[{n}]") for n, v in enumerate(value))
+    record = _RECORDS.get(annotation)
+    if record is None:  # a field type this reader does not know: a bug here, not in the file
+        raise TypeError(f"history field {where} has unsupported type {annotation}")
+    return _record(record, value, where)
+
+
+def _record(cls: type, value: Any, where: str) -> Any:
+    if not isinstance(value, dict):
+        raise ValueError(f"malformed history: {where} is not an object")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ValueError(f"malformed history: {where} has unknown field {unknown[0]!r}")
+    kwargs = {}
+    for name, field in known.items():
+        if name in value:
+            kwargs[name] = _check(str(field.type), value[name], f"{where}.{name}")
+        elif field.default is MISSING and field.default_factory is MISSING:
+            raise ValueError(f"malformed history: {where} has no {name}")
+    return cls(**kwargs)
+
+
+_RECORDS: dict[str, type] = {
+    cls.__name__: cls for cls in (PoolRecord, Held, IncarnationRecord, RestartRecord)
+}
+
+
+def _records(cls: type, value: Any, where: str) -> tuple[Any, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"malformed history: {where} is not a list")
+    return tuple(_record(cls, v, f"{where}[{n}]") for n, v in enumerate(value))
+
+
 def from_json(data: Any) -> History:
-    """Strict: any deviation raises ValueError, and the caller moves the file aside."""
+    """Strict: any deviation, a missing or unknown field or one of the wrong type, raises
+    ValueError, and the caller moves the file aside."""
     if not isinstance(data, dict) or data.get("version") != SCHEMA_VERSION:
         raise ValueError("not a cloudstack-guard history of a known version")
-    try:
-        pools = tuple(PoolRecord(**p) for p in data["pools"])
-        incarnations = tuple(
-            IncarnationRecord(
-                pid=int(i["pid"]),
-                start_time=float(i["start_time"]),
-                first_seen=float(i["first_seen"]),
-                held=tuple(Held(**h) for h in i["held"]),
-                dropped=tuple(str(u) for u in i["dropped"]),
-            )
-            for i in data["incarnations"]
-        )
-        restarts = tuple(
-            RestartRecord(**dict(r, pools=tuple(str(u) for u in r.get("pools", ()))))
-            for r in data.get("restarts", ())
-        )
-        breaker = data.get("breaker_open_since")
-        breaker = None if breaker is None else float(breaker)
-        breaker_reason = str(data.get("breaker_reason", ""))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"malformed history: {exc}") from None
-    for pool in pools:
-        if not isinstance(pool.uuid, str):
-            raise ValueError("malformed history: pool uuid is not a string")
+    for required in ("pools", "incarnations"):
+        if required not in data:
+            raise ValueError(f"malformed history: no {required}")
+    pools = _records(PoolRecord, data["pools"], "pools")
+    incarnations = _records(IncarnationRecord, data["incarnations"], "incarnations")
+    restarts = _records(RestartRecord, data.get("restarts", []), "restarts")
+    breaker = _check("Optional[float]", data.get("breaker_open_since"), "breaker_open_since")
+    breaker_reason = _check("str", data.get("breaker_reason", ""), "breaker_reason")
     return History(pools, incarnations, restarts, breaker, breaker_reason)
+
+
+def merge(disk: History, mine: History, base: History) -> History:
+    """What to write when another process (the daemon, `check`, an operator's
+    `restart-agent`) may have saved since we loaded `base`: our observations, but every
+    restart anyone recorded (rate limits must never forget one), and the breaker as the
+    other writer left it if it changed it."""
+    restarts = {r.at: r for r in disk.restarts}
+    restarts.update({r.at: r for r in mine.restarts})
+    breaker = mine
+    if (disk.breaker_open_since, disk.breaker_reason) != (base.breaker_open_since, base.breaker_reason):
+        breaker = disk
+    return replace(
+        mine,
+        restarts=tuple(sorted(restarts.values(), key=lambda r: r.at)),
+        breaker_open_since=breaker.breaker_open_since,
+        breaker_reason=breaker.breaker_reason,
+    )

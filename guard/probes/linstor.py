@@ -157,14 +157,13 @@ async def probe(url: str, config: LinstorConfig, timeout: float) -> ProbeResult:
     )
 
 
-def probe_many(urls: list[str], config: LinstorConfig, timeout: float) -> dict[str, ProbeResult]:
+async def probe_urls(urls: list[str], config: LinstorConfig, timeout: float) -> dict[str, ProbeResult]:
     """Probe distinct controllers concurrently; one hung controller delays no other."""
     unique = sorted(set(urls))
-    if not unique:
-        return {}
+    results = await asyncio.gather(*(probe(u, config, timeout) for u in unique))
+    return dict(zip(unique, results))
 
-    async def run_all() -> list[ProbeResult]:
-        return await asyncio.gather(*(probe(u, config, timeout) for u in unique))
 
-    return dict(zip(unique, asyncio.run(run_all())))
+def probe_many(urls: list[str], config: LinstorConfig, timeout: float) -> dict[str, ProbeResult]:
+    return asyncio.run(probe_urls(urls, config, timeout)) if urls else {}
 

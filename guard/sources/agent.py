@@ -100,6 +100,41 @@ def unit_main_pid(unit: str) -> Optional[int]:
     return int(value) if result.returncode == 0 and value.isdigit() and int(value) > 0 else None
 
 
+def _describe(top: psutil.Process, props: Optional[AgentProperties]) -> AgentProcess:
+    tree = [top] + top.children(recursive=True)
+    agent_pids = {p.pid for p in tree if _is_agent(p)}
+    children = []
+    for child in tree[1:]:
+        if child.pid in agent_pids:
+            continue
+        try:
+            children.append(ChildProcess(child.pid, child.name(), " ".join(child.cmdline())))
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    connected, how = _connection(tree, props)
+    return AgentProcess(
+        incarnation=Incarnation(top.pid, top.create_time()),
+        cmdline=" ".join(top.cmdline())[:500],
+        children=tuple(children),
+        connected=connected,
+        connection=how,
+    )
+
+
+def inspect_agent(
+    incarnation: Incarnation, props: Optional[AgentProperties]
+) -> Optional[AgentProcess]:
+    """The known agent again, cheaply (no scan of every process); None once it is gone
+    or its pid belongs to another process now."""
+    try:
+        proc = psutil.Process(incarnation.pid)
+        if proc.create_time() != incarnation.start_time or not _is_agent(proc):
+            return None
+        return _describe(proc, props)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
 def find_agent(
     props: Optional[AgentProperties], unit: str = ""
 ) -> tuple[Optional[AgentProcess], SourceStatus]:
@@ -114,26 +149,13 @@ def find_agent(
         top = by_unit[0] if by_unit else min(tops, key=lambda p: p.info["create_time"])
         note = "" if by_unit or len(tops) == 1 else (
             f"; {len(tops)} {MAIN_CLASS} processes, judging the oldest")
-        tree = [top] + top.children(recursive=True)
-        agent_pids = {p.pid for p in tree if _is_agent(p)}
-        children = []
-        for child in tree[1:]:
-            if child.pid in agent_pids:
-                continue
-            try:
-                children.append(ChildProcess(child.pid, child.name(), " ".join(child.cmdline())))
-            except (psutil.NoSuchProcess, psutil.ZombieProcess):
-                continue
-        connected, how = _connection(tree, props)
-        agent = AgentProcess(
-            incarnation=Incarnation(top.pid, top.info["create_time"]),
-            cmdline=" ".join(top.cmdline())[:500],
-            children=tuple(children),
-            connected=connected,
-            connection=how,
-        )
+        agent = _describe(top, props)
     except psutil.NoSuchProcess:
         return None, SourceStatus("agent-process", True, "the agent exited while being read")
     except psutil.AccessDenied as exc:
         return None, SourceStatus("agent-process", False, f"access denied reading pid {exc.pid}")
-    return agent, SourceStatus("agent-process", True, f"pid {agent.incarnation.pid}; {how}{note}")
+    return agent, status_of(agent, note)
+
+
+def status_of(agent: AgentProcess, note: str = "") -> SourceStatus:
+    return SourceStatus("agent-process", True, f"pid {agent.incarnation.pid}; {agent.connection}{note}")

@@ -356,6 +356,11 @@ class _Scanner:
         self.recent_failures: dict[tuple[str, str], int] = {}
 
     def run(self, numbered: Iterable[tuple[int, str]]) -> Iterator[LogEvent]:
+        yield from self.feed(numbered)
+        yield from self.close()
+
+    def feed(self, numbered: Iterable[tuple[int, str]]) -> Iterator[LogEvent]:
+        """Events of these lines; an event still collecting its trace stays pending."""
         quiet_keys = _QUIET_KEYS
         quiet = _QUIET_FAST
         loud = _LOUD_FAST
@@ -378,7 +383,6 @@ class _Scanner:
                     yield from self.header(n, line, None, None)
                     continue
             yield from self.other(n, line)
-        yield from self.close()
 
     def close(self) -> list[LogEvent]:
         pending, self.pending = self.pending, None
@@ -696,6 +700,34 @@ def parse_lines(lines: Iterable[str], file: str = "", *,
     cap = MAX_LINE_BYTES
     numbered = ((n, line[:cap].rstrip()) for n, line in enumerate(lines, 1))
     return _Scanner(file, time.time() if now is None else now).run(numbered)
+
+
+class IncrementalParser:
+    """For a log that is still being written: lines go in as they arrive, and the
+    follower flushes when the file goes quiet, since the last event's stack trace has
+    no next header line to end it."""
+
+    def __init__(self, file: str) -> None:
+        self._scanner = _Scanner(file, time.time())
+        self._line = 0
+
+    def feed(self, lines: Iterable[str]) -> list[LogEvent]:
+        self._scanner.now = time.time()
+        numbered = []
+        for line in lines:
+            self._line += 1
+            numbered.append((self._line, line[:MAX_LINE_BYTES].rstrip()))
+        return list(self._scanner.feed(numbered))
+
+    def flush(self) -> list[LogEvent]:
+        return self._scanner.close()
+
+    def restart(self, file: str) -> list[LogEvent]:
+        """A new file (rotation): what was pending belongs to the old one."""
+        pending = self.flush()
+        self._scanner = _Scanner(file, time.time())
+        self._line = 0
+        return pending
 
 
 def parse_header(line: str, now: Optional[float] = None) -> Optional[LogHeader]:

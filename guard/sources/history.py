@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-from guard.history import History, from_json, to_json
+from guard.history import History, from_json, merge, to_json
 from guard.model import SourceStatus
 
 FILE_NAME = "history.json"
@@ -46,22 +46,24 @@ def locked(state_dir: str) -> Iterator[None]:
 def load(state_dir: str) -> tuple[History, SourceStatus]:
     path = history_path(state_dir)
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, "rb") as handle:
             raw = handle.read()
     except FileNotFoundError:
         return History(), SourceStatus("history", True, f"{path}: none yet, starting fresh")
     except OSError as exc:
         return History(), SourceStatus("history", False, f"{path}: cannot read ({exc.strerror})")
     try:
-        return from_json(json.loads(raw)), SourceStatus("history", True, path)
-    except ValueError as exc:
+        # UnicodeDecodeError and json's errors are ValueErrors; a pathologically nested
+        # document exhausts the parser's recursion instead
+        return from_json(json.loads(raw.decode("utf-8"))), SourceStatus("history", True, path)
+    except (ValueError, RecursionError) as exc:
         aside = f"{path}.corrupt-{int(time.time())}"
         try:
             os.replace(path, aside)
             where = f"moved to {aside}"
         except OSError as move_error:
             where = f"could not move it aside ({move_error.strerror})"
-        reason = str(exc).splitlines()[0][:120]
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
         return History(), SourceStatus(
             "history", True, f"WARNING {path} was corrupt ({reason}); {where}; starting fresh"
         )
@@ -86,3 +88,13 @@ def save(state_dir: str, history: History) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def save_merged(state_dir: str, mine: History, base: History) -> History:
+    """Save under the lock, merged with whatever another writer saved since `base` was
+    loaded; returns what was written, the new base."""
+    with locked(state_dir):
+        disk, _ = load(state_dir)
+        merged = merge(disk, mine, base)
+        save(state_dir, merged)
+    return merged

@@ -76,7 +76,7 @@ class GuardHost:
             f'state_dir = "{self.state_dir}"\n'
             f'[agent]\nproperties = "{self.properties}"\nlog = "{self.log}"\n'
             f'[libvirt]\nuri = "{self.libvirt_uri}"\n'
-            f'[management]\ncredentials = "{credentials}"\ntimeout = "5s"\n'
+            f'[management]\ncredentials = "{credentials}"\ntimeout = "5s"\npoll_interval = "1s"\n'
             f'[probes]\ntimeout = "{PROBE_TIMEOUT_S:g}s"\n'
             f'[linstor]\nauth_json = "{self.root / "auth.json"}"\n'
         )

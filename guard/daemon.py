@@ -1,0 +1,539 @@
+"""`cloudstack-guard run`: one asyncio loop that watches, judges and (in remediate mode)
+restarts the agent.
+
+Each evidence source feeds a shared picture on its own schedule: libvirt pool events
+(libvirtaio), the agent log as it grows, the agent process, management-API polls and
+backend probes. Any change marks the picture dirty; the evaluator then runs the same pure
+record/evaluate/decide functions `check` uses, logs findings once when they appear and
+once when they clear, and hands a restart decision to guard.remediate. Blocking library
+calls run in worker threads under their own timeouts, so a hung backend delays nothing
+else, and the systemd watchdog is fed from the loop itself: if the loop stalls, systemd
+notices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import random
+import signal
+import socket
+import time
+from typing import Any, Callable, Optional
+
+from guard import logsetup, notify
+from guard.collect import probe_targets
+from guard.config import Config, ConfigError, load_config
+from guard.evaluate import evaluate, overall
+from guard.follow import Follower
+from guard.history import History
+from guard.model import AgentProcess, Finding, LogEvent, Pool, ProbeResult, Snapshot, SourceStatus
+from guard.policy import Decision, anchor_for, decide, judge_last_restart
+from guard.probes import linstor
+from guard.record import record
+from guard.remediate import carry_out, cluster_reading, gather_in_flight
+from guard.sources import history as history_store
+from guard.sources.agent import find_agent, inspect_agent, status_of
+from guard.sources.agentconf import AgentProperties, read_agent_properties
+from guard.sources.agentlog import IncrementalParser, iter_events, log_set
+from guard.sources.libvirt import read_libvirt_pools
+from guard.sources.management import read_management
+
+EX_CONFIG = 78
+LOG_POLL_S = 0.05
+LOG_QUIET_FLUSH_S = 0.1
+AGENT_CHECK_S = 1.0
+AGENT_RESCAN_S = 30.0
+AGENT_DETAIL_S = 5.0
+RETRY_REFUSED_S = 2.0
+MAX_EVENTS = 20000
+LIBVIRT_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
+STOP_GRACE_S = 4.0
+DEFAULT_HEALTH_TICK_S = 10.0
+INITIAL_SOURCES = {"agent-properties", "agent-process", "agent-log", "libvirt", "management"}
+
+
+def _jittered(interval: float) -> float:
+    return interval * random.uniform(0.9, 1.1)  # noqa: S311 - spreading load, not security
+
+
+def finding_key(finding: Finding) -> tuple[str, ...]:
+    return (finding.kind, finding.pool_uuid, finding.pool_type, dict(finding.extra).get("source", ""),
+            dict(finding.extra).get("adaptor", ""))
+
+
+class Daemon:
+    def __init__(self, config_path: Optional[str], config: Config) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.log = logsetup.get_logger()
+        self.hostname = socket.gethostname()
+        self.history = History()
+        self.base = History()
+        self.props: Optional[AgentProperties] = None
+        self.agent: Optional[AgentProcess] = None
+        self.statuses: dict[str, SourceStatus] = {}
+        self.libvirt_pools: tuple[Pool, ...] = ()
+        self.events: collections.deque = collections.deque(maxlen=MAX_EVENTS)
+        self.version = ""
+        self.management: tuple[Any, tuple[Pool, ...]] = (None, ())
+        self.probes: dict[str, ProbeResult] = {}
+        self.findings: dict[tuple[str, ...], Finding] = {}
+        self.last_decision: Optional[tuple[Any, ...]] = None
+        self.dirty = asyncio.Event()
+        self.probe_now = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.restarting = False
+        self.probes_ready = False
+        self.last_status = ""
+        self.evaluations = 0
+        self.last_evaluation = 0.0
+        self.tasks: list[asyncio.Task] = []
+
+    # ----------------------------------------------------------------- plumbing
+
+    def emit(self, event: str, **fields: Any) -> None:
+        level = fields.pop("level", "info")
+        getattr(self.log, level)(event, **fields)
+
+    def mark(self, name: str, status: SourceStatus) -> None:
+        self.statuses[name] = status
+        self.dirty.set()
+
+    async def in_thread(self, work: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, work, *args)
+
+    def _spawn(self, name: str, factory: Callable[[], Any]) -> None:
+        async def guarded() -> None:
+            while not self.stopping.is_set():
+                try:
+                    await factory()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a broken source must not stop the daemon
+                    self.emit("task-failed", task=name, error=f"{type(exc).__name__}: {exc}",
+                              level="error")
+                    await asyncio.sleep(1.0)
+
+        self.tasks.append(asyncio.ensure_future(guarded()))
+
+    # ------------------------------------------------------------------ sources
+
+    async def watch_agent(self) -> None:
+        """Cheap checks of the known pid every second, its children and sockets every
+        few seconds, and a scan of every process only when it is gone (or now and then,
+        in case another copy took over the unit)."""
+        last_scan = last_detail = float("-inf")
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            known = self.agent
+            status: Optional[SourceStatus] = None
+            if (known is None or now - last_scan > AGENT_RESCAN_S
+                    or not await self.in_thread(same_process, known)):
+                self.props, props_status = await self.in_thread(
+                    read_agent_properties, self.config.agent.properties)
+                self.mark("agent-properties", props_status)
+                agent, status = await self.in_thread(find_agent, self.props, self.config.agent.unit)
+                last_scan = last_detail = now
+            elif now - last_detail > AGENT_DETAIL_S:
+                agent = await self.in_thread(inspect_agent, known.incarnation, self.props) or known
+                status = status_of(agent)
+                last_detail = now
+            else:
+                agent = known
+            if agent != known:
+                if (agent and agent.incarnation) != (known and known.incarnation):
+                    self.emit("agent-incarnation", pid=agent.incarnation.pid if agent else None,
+                              previous_pid=known.incarnation.pid if known else None)
+                self.agent = agent
+                self.dirty.set()
+            if status is not None and self.statuses.get("agent-process") != status:
+                self.mark("agent-process", status)
+            await self._sleep(AGENT_CHECK_S)
+
+    async def follow_log(self) -> None:
+        path = self.config.agent.log
+        since = self.agent.incarnation.start_time - 2 if self.agent else time.time() - 3600
+        rotated = [p for p in log_set(path)[:-1] if _mtime(p) >= since]
+        for event in await self.in_thread(lambda: list(iter_events(rotated))):
+            self._add_event(event)
+        follower = Follower(path)
+        parser = IncrementalParser(path)
+        quiet_since = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                lines, new_file = follower.poll()
+                events = parser.feed(lines) if lines else []
+                if lines:
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since > LOG_QUIET_FLUSH_S:
+                    events += parser.flush()
+                if new_file:
+                    events += parser.restart(path)
+                for event in events:
+                    self._add_event(event)
+                status = SourceStatus("agent-log", not follower.problem,
+                                      follower.problem or f"{path}: following")
+                if self.statuses.get("agent-log") != status:
+                    self.mark("agent-log", status)
+                if events:
+                    self.dirty.set()
+                await self._sleep(LOG_POLL_S)
+        finally:
+            follower.close()
+
+    def _add_event(self, event: LogEvent) -> None:
+        self.events.append(event)
+        if event.kind == "agent-version":
+            self.version = event.detail
+
+    async def watch_libvirt(self) -> None:
+        """Events first, then a full listing after every (re)connect, so nothing that
+        happened while disconnected is missed; reconnects back off up to 30 s."""
+        import libvirt
+
+        attempt = 0
+        while not self.stopping.is_set():
+            try:
+                conn = await self.in_thread(libvirt.openReadOnly, self.config.libvirt.uri)
+            except libvirt.libvirtError as exc:
+                self.mark("libvirt", SourceStatus("libvirt", False, f"{self.config.libvirt.uri}: "
+                                                  f"{str(exc).splitlines()[0]}"))
+                await self._sleep(LIBVIRT_BACKOFF_S[min(attempt, len(LIBVIRT_BACKOFF_S) - 1)])
+                attempt += 1
+                continue
+            attempt = 0
+            await self._libvirt_session(libvirt, conn)
+            if not self.stopping.is_set():
+                self.mark("libvirt", SourceStatus("libvirt", False,
+                                                  f"{self.config.libvirt.uri}: connection closed"))
+                self.emit("libvirt-disconnected", uri=self.config.libvirt.uri, level="warning")
+
+    async def _libvirt_session(self, libvirt: Any, conn: Any) -> None:
+        loop = asyncio.get_running_loop()
+        closed = asyncio.Event()
+
+        def on_close(_conn: Any, _reason: int, _opaque: Any) -> None:
+            loop.call_soon_threadsafe(closed.set)
+
+        def on_pool(_conn: Any, pool: Any, event: int, _detail: int, _opaque: Any) -> None:
+            loop.call_soon_threadsafe(self._pool_event, pool.name(), event)
+
+        callback = None
+        try:
+            conn.setKeepAlive(5, 3)
+            conn.registerCloseCallback(on_close, None)
+            callback = conn.storagePoolEventRegisterAny(
+                None, libvirt.VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE, on_pool, None)
+            self.emit("libvirt-connected", uri=self.config.libvirt.uri)
+            await self.refresh_pools()
+            waits = {asyncio.ensure_future(self.stopping.wait()), asyncio.ensure_future(closed.wait())}
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+        except libvirt.libvirtError as exc:
+            self.emit("libvirt-error", error=str(exc).splitlines()[0], level="warning")
+        finally:
+            if callback is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.storagePoolEventDeregisterAny(callback)
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.unregisterCloseCallback()
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
+
+    def _pool_event(self, name: str, event: int) -> None:
+        self.emit("libvirt-pool-event", pool=name, lifecycle=event, level="debug")
+        asyncio.ensure_future(self.refresh_pools())
+
+    async def refresh_pools(self) -> None:
+        pools, status = await self.in_thread(read_libvirt_pools, self.config.libvirt.uri,
+                                             self.config.probes.timeout)
+        self.libvirt_pools = tuple(pools)
+        self.mark("libvirt", status)
+
+    async def poll_management(self) -> None:
+        if self.config.management is None:
+            self.mark("management", SourceStatus("management", True, "not configured", configured=False))
+            return
+        while not self.stopping.is_set():
+            host, pools, status = await self.in_thread(
+                read_management, self.config.management, self.hostname, self.props)
+            self.management = (host, tuple(pools)) if status.ok else self.management
+            self.mark("management", status)
+            self.probe_now.set()
+            await self._sleep(_jittered(self.config.management.poll_interval))
+
+    async def run_probes(self) -> None:
+        while not self.stopping.is_set():
+            snap = self.snapshot()
+            targets = probe_targets(record(self.history, snap), snap)
+            results = await linstor.probe_urls([u for _, u in targets], self.config.linstor,
+                                               self.config.probes.timeout)
+            probes = {uuid: results[url] for uuid, url in targets}
+            if {k: v.status for k, v in probes.items()} != {k: v.status for k, v in self.probes.items()}:
+                self.dirty.set()
+            self.probes = probes
+            if "management" in self.statuses and not self.probes_ready:
+                self.probes_ready = True
+                self.dirty.set()
+            self.probe_now.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.probe_now.wait(), _jittered(self.config.probes.interval))
+
+    # ---------------------------------------------------------------- judgement
+
+    def snapshot(self) -> Snapshot:
+        host, pools = self.management
+        return Snapshot(
+            now=time.time(),
+            hostname=self.config.linstor.node or self.hostname,
+            agent=self.agent,
+            agent_version=self.version,
+            libvirt_pools=self.libvirt_pools,
+            management_host=host,
+            management_pools=pools,
+            log_events=tuple(self.events),
+            probes=tuple(self.probes.items()),
+            sources=tuple(self.statuses.values()),
+        )
+
+    def _complete(self) -> bool:
+        """Every source has answered once, and the probes ran with the management
+        server's pool list in hand: only then is an evaluation a full one."""
+        return self.statuses.keys() >= INITIAL_SOURCES and self.probes_ready
+
+    async def evaluate_loop(self, first_full: Callable[[], None]) -> None:
+        while not self.stopping.is_set():
+            await self.dirty.wait()
+            self.dirty.clear()
+            complete = self._complete()
+            await self.evaluate_once()
+            if complete:
+                first_full()
+
+    async def evaluate_once(self) -> None:
+        snap = self.snapshot()
+        history = record(self.history, snap)
+        findings = evaluate(snap, history)
+        history = judge_last_restart(history, findings, snap.now, self.config.remediation.settle)
+        if history.breaker_open_since != self.history.breaker_open_since:
+            self.emit("circuit-breaker", open=history.breaker_open_since is not None,
+                      reason=history.breaker_reason, level="warning")
+        self.evaluations += 1
+        self.last_evaluation = time.monotonic()
+        self._log_changes(findings)
+        await self._save(history)
+        status_line = self.status_line(findings)
+        if status_line != self.last_status:
+            self.last_status = status_line
+            notify.notify(f"STATUS={status_line}")
+        if any(f.restart_helps for f in findings) and not self.restarting:
+            await self.consider_restart(snap, findings)
+
+    def _log_changes(self, findings: list[Finding]) -> None:
+        current = {finding_key(f): f for f in findings}
+        for key, finding in current.items():
+            previous = self.findings.get(key)
+            if previous is None or previous.severity != finding.severity:
+                self.emit("finding", kind=finding.kind, severity=finding.severity.name,
+                          pool=finding.pool_uuid, pool_type=finding.pool_type, backend=finding.backend,
+                          evidence="; ".join(str(e) for e in finding.evidence), action=finding.action,
+                          level="warning" if finding.severity.rank >= 2 else "info")
+        for key, finding in self.findings.items():
+            if key not in current:
+                self.emit("finding-cleared", kind=finding.kind, pool=finding.pool_uuid)
+        self.findings = current
+
+    def status_line(self, findings: list[Finding]) -> str:
+        status = overall(findings)
+        if not findings:
+            agent = f"agent pid {self.agent.incarnation.pid}" if self.agent else "no agent"
+            return f"OK: {agent}, {len(self.probes)} probe(s), mode {self.config.mode}"
+        worst = findings[0]
+        return (f"{status.name}: {worst.kind} {worst.pool_uuid or worst.pool_type}".strip()
+                + (f" (+{len(findings) - 1} more)" if len(findings) > 1 else "")
+                + f", mode {self.config.mode}")
+
+    async def _save(self, history: History, force: bool = False) -> None:
+        """Merged with what `check` or an operator's `restart-agent` saved meanwhile."""
+        if history == self.history and not force:
+            return
+        try:
+            merged = await self.in_thread(history_store.save_merged, self.config.state_dir,
+                                          history, self.base)
+        except OSError as exc:
+            self.history = history
+            self.mark("history", SourceStatus("history", False, f"cannot save history: {exc.strerror}"))
+            return
+        self.history = self.base = merged
+
+    async def consider_restart(self, snap: Snapshot, findings: list[Finding]) -> None:
+        await self._save(self.history, force=True)
+        host = snap.management_host
+        in_flight = await self.in_thread(gather_in_flight, self.agent, self.config.libvirt.uri,
+                                         self.config.probes.timeout)
+        cluster, problem = (None, "")
+        if self.config.management is not None:
+            if host is None:
+                problem = "this host is not known to the management server yet"
+            else:
+                cluster, problem = await self.in_thread(cluster_reading, self.config, host.id,
+                                                        host.cluster_id)
+        fixable = tuple(f for f in findings if f.restart_helps)
+        decision = decide(findings, self.config.mode, self.config.remediation, self.history,
+                          time.time(), in_flight, cluster, anchor_for(fixable, self.history, snap.now),
+                          cluster_problem=problem)
+        self._log_decision(decision)
+        if decision.act:
+            self.restarting = True
+            asyncio.ensure_future(self.restart(decision))
+            return
+        retry = RETRY_REFUSED_S
+        if decision.wait_until is not None:
+            retry = max(0.05, decision.wait_until - time.time())
+        if decision.refused_by and decision.refused_by.gate in ("in-flight", "cluster", "window"):
+            asyncio.get_running_loop().call_later(retry, self.dirty.set)
+
+    def _log_decision(self, decision: Decision) -> None:
+        """Logged when it changes, not on every re-check of the same refusal."""
+        refused = decision.refused_by
+        key = (decision.act, refused.gate if refused else "",
+               refused.reading.split(" in ")[0] if refused else "", decision.pools)
+        if key == self.last_decision:
+            return
+        self.last_decision = key
+        self.emit("restart-decision", act=decision.act, pools=",".join(decision.pools),
+                  refused_by=refused.gate if refused else "",
+                  gates="; ".join(f"{r.gate}={'pass' if r.passed else 'REFUSE'} ({r.reading})"
+                                  for r in decision.readings),
+                  level="warning" if decision.act else "info")
+
+    async def restart(self, decision: Decision) -> None:
+        started = time.monotonic()
+        try:
+            history, result = await carry_out(self.config, decision, self.agent, self.history,
+                                               self.emit, time.time())
+            self.emit("restart-result", ok=result.ok, detail=result.detail,
+                      verify_s=round(result.seconds, 2), total_s=round(time.monotonic() - started, 2),
+                      level="warning" if result.ok else "error")
+            await self._save(history)
+        finally:
+            self.restarting = False
+            self.last_decision = None
+            self.dirty.set()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    async def health_tick(self) -> None:
+        """The watchdog is fed from the loop itself, and only while evaluations keep up
+        with changes: a wedged evaluator must get the guard restarted by systemd."""
+        interval = notify.watchdog_interval() or DEFAULT_HEALTH_TICK_S
+        while not self.stopping.is_set():
+            stuck = self.dirty.is_set() and time.monotonic() - self.last_evaluation > 4 * interval
+            if not stuck and notify.watchdog_interval():
+                notify.notify("WATCHDOG=1")
+            await self._sleep(interval)
+
+    def reload(self) -> None:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            self.emit("reload-refused", error=str(exc), keeping=self.config.path, level="error")
+            return
+        self.emit("reloaded", config=config.path, mode=config.mode)
+        self.config = config
+        self._restart_sources()
+
+    def _restart_sources(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        self.tasks = []
+        self._start_sources()
+
+    def _start_sources(self) -> None:
+        self._spawn("agent", self.watch_agent)
+        self._spawn("agent-log", self.follow_log)
+        self._spawn("libvirt", self.watch_libvirt)
+        self._spawn("management", self.poll_management)
+        self._spawn("probes", self.run_probes)
+
+    async def main(self) -> int:
+        import libvirtaio
+
+        loop = asyncio.get_running_loop()
+        libvirtaio.virEventRegisterAsyncIOImpl(loop=loop)
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        history, status = await self.in_thread(self._load_history)
+        self.history = self.base = history
+        self.mark("history", status)
+        self.emit("starting", config=self.config.path, mode=self.config.mode, pid=os.getpid())
+
+        ready = loop.create_future()
+        evaluator = asyncio.ensure_future(
+            self.evaluate_loop(lambda: ready.done() or ready.set_result(None)))
+        self._start_sources()
+        props, props_status = await self.in_thread(read_agent_properties, self.config.agent.properties)
+        self.props = props
+        self.mark("agent-properties", props_status)
+        await asyncio.wait({ready, asyncio.ensure_future(self.stopping.wait())},
+                           return_when=asyncio.FIRST_COMPLETED)
+        notify.notify("READY=1")
+        self.emit("ready", evaluations=self.evaluations)
+        health = asyncio.ensure_future(self.health_tick())
+        await self.stopping.wait()
+
+        notify.notify("STOPPING=1")
+        self.emit("stopping")
+        for task in self.tasks + [evaluator, health]:
+            task.cancel()
+        await asyncio.wait(self.tasks + [evaluator, health], timeout=STOP_GRACE_S)
+        return 0
+
+    def _load_history(self) -> tuple[History, SourceStatus]:
+        with history_store.locked(self.config.state_dir):
+            return history_store.load(self.config.state_dir)
+
+
+def same_process(agent: AgentProcess) -> bool:
+    """Still the same incarnation: the pid alive with the same start time."""
+    import psutil
+
+    try:
+        return psutil.Process(agent.incarnation.pid).create_time() == agent.incarnation.start_time
+    except psutil.Error:
+        return False
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def run(config_path: Optional[str], log_format: str) -> int:
+    logsetup.configure(log_format)
+    log = logsetup.get_logger()
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        log.error("config-refused", error=str(exc))
+        return EX_CONFIG
+    try:
+        history_store.ensure_state_dir(config.state_dir)
+    except OSError as exc:
+        log.error("state-dir-unusable", state_dir=config.state_dir, error=exc.strerror)
+        return EX_CONFIG
+    daemon = Daemon(config_path, config)
+    return asyncio.run(daemon.main())
+
