@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -80,24 +79,25 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _check_once(config: Config) -> tuple[list[Finding], Snapshot, History]:
-    """Hold the history lock for the whole pass so a concurrent daemon or check cannot
-    interleave its update with ours."""
-    with contextlib.ExitStack() as stack:
+    """Evidence is gathered without the history lock (it can take seconds); the result
+    is merged with whatever the daemon saved meanwhile."""
+    try:
+        with history_store.locked(config.state_dir):
+            base, status = history_store.load(config.state_dir)
+        keep = True
+    except (OSError, TimeoutError) as exc:
+        base, keep = History(), False
+        reason = getattr(exc, "strerror", None) or exc
+        status = SourceStatus("history", False, f"{config.state_dir}: {reason}; "
+                              "without history, removals cannot be seen")
+    snap = collect(config, base)
+    history = record(base, snap)
+    if keep:
         try:
-            stack.enter_context(history_store.locked(config.state_dir))
-            history, status = history_store.load(config.state_dir)
-            keep = True
-        except OSError as exc:
-            history, keep = History(), False
-            status = SourceStatus("history", False, f"{config.state_dir}: {exc.strerror}; "
-                                  "without history, removals cannot be seen")
-        snap = collect(config, history)
-        history = record(history, snap)
-        if keep:
-            try:
-                history_store.save(config.state_dir, history)
-            except OSError as exc:
-                status = SourceStatus("history", False, f"cannot save history: {exc.strerror}")
+            history = history_store.save_merged(config.state_dir, history, base)
+        except (OSError, TimeoutError) as exc:
+            status = SourceStatus("history", False,
+                                  f"cannot save history: {getattr(exc, 'strerror', None) or exc}")
     snap = replace(snap, sources=snap.sources + (status,))
     return evaluate(snap, history), snap, history
 

@@ -15,8 +15,8 @@ from guard.drivers import driver_for
 from guard.history import History
 from guard.model import CLOCK_SLACK_S, Snapshot
 from guard.probes import linstor
-from guard.record import DETACHED_STATES, record
-from guard.sources.agent import find_agent
+from guard.record import detached, record
+from guard.sources.agent import find_agent, unit_state
 from guard.sources.agentconf import read_agent_properties
 from guard.sources.agentlog import read_agent_log
 from guard.sources.libvirt import read_libvirt_pools
@@ -29,7 +29,7 @@ def probe_targets(history: History, snap: Snapshot) -> list[tuple[str, str]]:
     """(pool uuid, controller URL) for every LINSTOR pool this host uses or still holds."""
     wanted: dict[str, str] = {}
     for pool in snap.management_pools:
-        if pool.state.lower() not in DETACHED_STATES:
+        if not detached(pool.state):
             wanted[pool.uuid] = pool.url
     if snap.agent is not None:
         current = history.incarnation(snap.agent.incarnation.key)
@@ -50,6 +50,7 @@ def collect(config: Config, history: History) -> Snapshot:
     now = time.time()
     props, props_status = read_agent_properties(config.agent.properties)
     agent, agent_status = find_agent(props, config.agent.unit)
+    unit = unit_state(config.agent.unit)[1] if agent is None else ""
     pools, libvirt_status = read_libvirt_pools(config.libvirt.uri, config.probes.timeout)
     since = (agent.incarnation.start_time - CLOCK_SLACK_S if agent
              else now - LOG_LOOKBACK_WITHOUT_AGENT_S)
@@ -62,6 +63,7 @@ def collect(config: Config, history: History) -> Snapshot:
         hostname=config.linstor.node or hostname,
         agent=agent,
         agent_version=versions[-1] if versions else "",
+        agent_unit_state=unit,
         libvirt_pools=tuple(pools),
         management_host=host,
         management_pools=tuple(managed),

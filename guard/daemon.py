@@ -35,7 +35,7 @@ from guard.probes import linstor
 from guard.record import record
 from guard.remediate import carry_out, cluster_reading, gather_in_flight
 from guard.sources import history as history_store
-from guard.sources.agent import find_agent, inspect_agent, status_of
+from guard.sources.agent import find_agent, inspect_agent, status_of, unit_state
 from guard.sources.agentconf import AgentProperties, read_agent_properties
 from guard.sources.agentlog import IncrementalParser, iter_events, log_set
 from guard.sources.libvirt import read_libvirt_pools
@@ -78,6 +78,7 @@ class Daemon:
         self.libvirt_pools: tuple[Pool, ...] = ()
         self.events: collections.deque = collections.deque(maxlen=MAX_EVENTS)
         self.version = ""
+        self.unit_state = ""
         self.management: tuple[Any, tuple[Pool, ...]] = (None, ())
         self.probes: dict[str, ProbeResult] = {}
         self.findings: dict[tuple[str, ...], Finding] = {}
@@ -137,6 +138,8 @@ class Daemon:
                     read_agent_properties, self.config.agent.properties)
                 self.mark("agent-properties", props_status)
                 agent, status = await self.in_thread(find_agent, self.props, self.config.agent.unit)
+                self.unit_state = "" if agent else (
+                    await self.in_thread(unit_state, self.config.agent.unit))[1]
                 last_scan = last_detail = now
             elif now - last_detail > AGENT_DETAIL_S:
                 agent = await self.in_thread(inspect_agent, known.incarnation, self.props) or known
@@ -260,6 +263,10 @@ class Daemon:
             self.mark("management", SourceStatus("management", True, "not configured", configured=False))
             return
         while not self.stopping.is_set():
+            if self.props is None:
+                self.props, props_status = await self.in_thread(
+                    read_agent_properties, self.config.agent.properties)
+                self.mark("agent-properties", props_status)
             host, pools, status = await self.in_thread(
                 read_management, self.config.management, self.hostname, self.props)
             self.management = (host, tuple(pools)) if status.ok else self.management
@@ -293,6 +300,7 @@ class Daemon:
             hostname=self.config.linstor.node or self.hostname,
             agent=self.agent,
             agent_version=self.version,
+            agent_unit_state=self.unit_state,
             libvirt_pools=self.libvirt_pools,
             management_host=host,
             management_pools=pools,

@@ -20,6 +20,9 @@ class Driver:
     """True when disconnect-by-path calls the backend for ANY path, so a stale entry whose
     backend is gone makes every VM stop on the host fail (LINSTOR)."""
     ha_heartbeat_tool: str = ""
+    heartbeat_outlives_removal: bool = False
+    """The KVM HA monitor keeps heartbeating a removed pool (it checks libvirt for NFS, RBD
+    and CLVM pools, not for LINSTOR ones), and a failing heartbeat can reboot the host."""
     probe: Optional[str] = None
     libvirt_backed: bool = False
 
@@ -33,6 +36,7 @@ DRIVERS: dict[str, Driver] = {
         caches_pools=True,
         disconnect_reaches_backend=True,
         ha_heartbeat_tool="drbdsetup",
+        heartbeat_outlives_removal=True,
         probe="linstor",
     ),
     "NetworkFilesystem": Driver(

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from typing import Optional
 
-from guard.drivers import adaptor_pool_type, driver_for
+from guard.drivers import UNKNOWN, adaptor_pool_type, driver_for
 from guard.failures import connection_lost, is_adaptor_backend_failure, is_stop_failure
 from guard.history import History, IncarnationRecord, PoolRecord
 from guard.model import CLOCK_SLACK_S, Evidence, Finding, LogEvent, Severity, Snapshot
-from guard.record import DETACHED_STATES
+from guard.record import detached
 
 RECENT_S = 3600.0
 """A stop failure or heartbeat warning older than this, with no cause visible now, is
 history for `analyze`, not an alarm for monitoring."""
+
+RESTARTING_SUBSTATES = {"auto-restart", "start", "start-pre", "start-post", "reload"}
 
 CONNECT_GRACE_S = 120.0
 """A freshly started agent needs a moment to reach the management server."""
@@ -81,12 +83,17 @@ def _agent_findings(snap: Snapshot) -> list[Finding]:
     if snap.agent is None:
         if not snap.source_ok("agent-process"):
             return []
+        evidence = [Evidence("agent-process", "no com.cloud.agent.AgentShell process runs")]
+        if snap.agent_unit_state:
+            evidence.append(Evidence("systemd", f"unit state {snap.agent_unit_state}"))
+        restarting = snap.agent_unit_state.split("/")[-1] in RESTARTING_SUBSTATES
         return [Finding(
             kind="agent-down",
-            severity=Severity.CRITICAL,
-            evidence=(Evidence("agent-process", "no com.cloud.agent.AgentShell process runs"),),
-            action="start it (systemctl start cloudstack-agent) and read its log; "
-                   "the guard never starts a stopped agent",
+            severity=Severity.WARNING if restarting else Severity.CRITICAL,
+            evidence=tuple(evidence),
+            action="systemd is restarting it; wait, and read the agent log if it keeps failing"
+            if restarting else "start it (systemctl start cloudstack-agent) and read its log; "
+                               "the guard never starts a stopped agent",
         )]
     agent = snap.agent
     host = snap.management_host
@@ -111,19 +118,36 @@ def _agent_findings(snap: Snapshot) -> list[Finding]:
     )]
 
 
-def _maintenance_dropped(
-    record: PoolRecord, current: IncarnationRecord, agent_version: str
+LINSTOR_DELETE_FIX = ((4, 19, 3), (4, 20, 1))
+"""Management-server releases with apache/cloudstack#10561: deleting a LINSTOR pool sends
+DeleteStoragePoolCommand to every host that had it (before, no agent was told)."""
+
+
+def _has_delete_fix(version: str) -> bool:
+    parsed = version_tuple(version)
+    if not parsed:
+        return False
+    return parsed >= LINSTOR_DELETE_FIX[1] or LINSTOR_DELETE_FIX[0] <= parsed < (4, 20)
+
+
+def _dropped_evidence(
+    snap: Snapshot, record: PoolRecord, current: IncarnationRecord
 ) -> Optional[Evidence]:
-    if record.maintenance_at is None or record.maintenance_at < current.start_time:
-        return None
-    version = version_tuple(agent_version)
-    if not version or version < ADD_FALSE_HONOURED_FROM:
-        return None
-    return Evidence(
-        "management",
-        f"pool entered maintenance while this host was Up and agent {agent_version} "
-        "drops a pool on ModifyStoragePoolCommand(add=false)",
-    )
+    """Why the agent probably let go of a pool although its log (at INFO) cannot say."""
+    if record.maintenance_at is not None and record.maintenance_at >= current.start_time:
+        version = version_tuple(snap.agent_version)
+        if version and version >= ADD_FALSE_HONOURED_FROM:
+            return Evidence("management", f"pool entered maintenance while this host was Up and agent "
+                            f"{snap.agent_version} drops a pool on ModifyStoragePoolCommand(add=false)")
+    server = snap.management_host.server_version if snap.management_host else ""
+    if record.removed_at is not None and record.removed_while_connected \
+            and driver_for(record.type).probe == "linstor" and _has_delete_fix(server):
+        foreign = [e for e in snap.current_events()
+                   if e.kind == "linstor-foreign-path" and e.ts is not None and e.ts > record.removed_at]
+        if not foreign:
+            return Evidence("management", f"management server {server} sends "
+                            "DeleteStoragePoolCommand on deletion and this host was Up and connected")
+    return None
 
 
 def _probe_evidence(snap: Snapshot, uuid: str, url: str) -> list[Evidence]:
@@ -137,41 +161,53 @@ def _failures(events: tuple[LogEvent, ...], kind: str, uuid: str = "") -> list[L
     return [e for e in events if e.kind == kind and (not uuid or e.pool_uuid == uuid)]
 
 
+def _why_held(snap: Snapshot, record: PoolRecord, held_via: str, held_since: float) -> list[Evidence]:
+    evidence = [Evidence("history", f"held by agent pid {snap.agent.incarnation.pid} since "
+                         f"{_when(held_since, snap.now)} ({held_via})")]
+    if record.removed_at is not None:
+        evidence.append(Evidence("history", f"removed {_when(record.removed_at, snap.now)}: "
+                                 f"{record.removed_via}"))
+    else:
+        version = snap.agent_version or "(version unknown)"
+        evidence.append(Evidence("management", f"listed {record.last_state}: the server does not "
+                                 f"send it to a restarting agent, and agent {version} ignores "
+                                 "ModifyStoragePoolCommand(add=false), so it stays cached"))
+    return evidence
+
+
 def _stale_finding(
-    snap: Snapshot, record: PoolRecord, held_via: str, held_since: float
+    snap: Snapshot, record: PoolRecord, held_via: str, held_since: float, in_libvirt: bool
 ) -> Finding:
     driver = driver_for(record.type)
-    evidence = [
-        Evidence("history", f"held by agent pid {snap.agent.incarnation.pid} since "
-                 f"{_when(held_since, snap.now)} ({held_via})"),
-        Evidence("history", f"removed {_when(record.removed_at, snap.now)}: {record.removed_via}"),
-    ]
-    evidence += _probe_evidence(snap, record.uuid, record.url)
+    evidence = _why_held(snap, record, held_via, held_since) + _probe_evidence(snap, record.uuid, record.url)
     probe = snap.probe_for(record.uuid)
-    heartbeats = _failures(snap.current_events(), "heartbeat-failure", record.uuid)
+    since = record.removed_at if record.removed_at is not None else held_since
+    heartbeats = [e for e in _failures(snap.current_events(), "heartbeat-failure", record.uuid)
+                  if e.ts is not None and e.ts > since and snap.now - e.ts < RECENT_S]
     for event in heartbeats[-1:]:
         evidence.append(Evidence("agent-log", f"HA heartbeat failing for this pool "
                                  f"{_when(event.ts, snap.now)}: {event.detail}"))
-    if driver.disconnect_reaches_backend:
-        if probe is not None and not probe.reachable:
-            severity = Severity.CRITICAL
-            action = ("restart cloudstack-agent to clear the stale pool (the guard does this in "
-                      "remediate mode); until then every VM stop on this host fails")
-        else:
-            severity = Severity.WARNING
-            action = ("restart cloudstack-agent at a quiet moment: VM stops on this host will "
-                      "fail as soon as this pool's controller stops answering")
-        restart_helps = True
-    else:
-        severity = Severity.WARNING
-        action = (f"no VM stop depends on it ({driver.adaptor} does not reach its backend for "
-                  "other pools' disks); it clears at the next agent restart")
-        restart_helps = False
-    if heartbeats and driver.ha_heartbeat_tool:
+    restart_helps = True
+    if driver.disconnect_reaches_backend and probe is not None and probe.down:
         severity = Severity.CRITICAL
-        restart_helps = True
+        action = ("restart cloudstack-agent to clear the stale pool (the guard does this in "
+                  "remediate mode); until then every VM stop on this host fails")
+    elif driver.disconnect_reaches_backend:
+        severity = Severity.WARNING
+        action = ("restart cloudstack-agent at a quiet moment: VM stops on this host will fail as "
+                  "soon as this pool's controller stops answering")
+        if probe is not None and not probe.reachable:
+            action += (f"; the controller rejects the guard's probe ({probe.status}): check "
+                       "[linstor] auth_json and TLS settings")
+    else:
+        severity, restart_helps = Severity.WARNING, False
+        action = (f"no VM stop depends on it ({driver.adaptor} does not reach {driver.backend} for "
+                  "other pools' disks); it clears at the next agent restart")
+    if heartbeats and (driver.heartbeat_outlives_removal or (not in_libvirt and driver is UNKNOWN)):
+        severity, restart_helps = Severity.CRITICAL, True
         action = ("restart cloudstack-agent: the HA monitor still heartbeats this removed pool "
-                  "and can reboot the host when the heartbeat keeps failing")
+                  f"{('with ' + driver.ha_heartbeat_tool) if driver.ha_heartbeat_tool else ''} and can "
+                  "reboot the host when the heartbeat keeps failing")
     return Finding(
         kind="stale-pool", severity=severity, evidence=tuple(evidence), action=action,
         pool_uuid=record.uuid, pool_type=record.type, backend=record.url,
@@ -179,23 +215,30 @@ def _stale_finding(
     )
 
 
+def _detached_held(record: PoolRecord) -> bool:
+    return record.removed_at is None and record.last_listed is not None and detached(record.last_state)
+
+
 def _stale_pools(snap: Snapshot, history: History, current: IncarnationRecord) -> list[Finding]:
     """A removed libvirt-backed pool still defined in libvirt is reported once, as an
-    orphan: its stale cache entry harms nothing the orphan advice does not cover."""
+    orphan: its stale cache entry harms nothing the orphan advice does not cover. A pool
+    put into maintenance is as good as removed for a restarting agent."""
     in_libvirt = {p.uuid for p in snap.libvirt_pools}
     findings = []
     for held in current.held:
         record = history.pool(held.uuid)
-        if held.uuid in current.dropped or record is None or record.removed_at is None:
+        if held.uuid in current.dropped or record is None:
             continue
-        if record.removed_at < current.start_time - CLOCK_SLACK_S:
+        if record.removed_at is None and not _detached_held(record):
+            continue
+        if record.removed_at is not None and record.removed_at < current.start_time - CLOCK_SLACK_S:
             continue
         if held.uuid in in_libvirt and (held.via == "defined in libvirt"
                                         or driver_for(record.type).libvirt_backed):
             continue
-        if _maintenance_dropped(record, current, snap.agent_version):
+        if not driver_for(record.type).caches_pools or _dropped_evidence(snap, record, current):
             continue
-        findings.append(_stale_finding(snap, record, held.via, held.since))
+        findings.append(_stale_finding(snap, record, held.via, held.since, held.uuid in in_libvirt))
     return findings
 
 
@@ -203,15 +246,16 @@ def _live_pools(
     snap: Snapshot, history: History, current: Optional[IncarnationRecord]
 ) -> dict[str, PoolRecord]:
     """Pools this host should be able to use now: listed in its scope, or held and not
-    known to be removed."""
+    known to be removed or detached."""
     live = {}
     for pool in snap.management_pools:
-        if pool.state.lower() not in DETACHED_STATES:
+        if not detached(pool.state):
             live[pool.uuid] = history.pool(pool.uuid) or PoolRecord(pool.uuid, pool.type, url=pool.url)
     if current is not None:
         for held in current.held:
             record = history.pool(held.uuid)
-            if held.uuid not in current.dropped and record and record.removed_at is None:
+            if held.uuid not in current.dropped and record and record.removed_at is None \
+                    and not _detached_held(record):
                 live.setdefault(held.uuid, record)
     return live
 
@@ -228,6 +272,10 @@ def _backend_findings(snap: Snapshot, live: dict[str, PoolRecord]) -> list[Findi
             severity = Severity.WARNING
             action = (f"the controller answers but sees node {snap.hostname} as "
                       f"{probe.node_status}: check the LINSTOR satellite on this host")
+        elif not probe.down:
+            severity = Severity.WARNING
+            action = (f"the controller answers but rejects the guard's probe ({probe.status}): "
+                      "check [linstor] auth_json and TLS settings; the agent's own calls may still work")
         else:
             severity = Severity.CRITICAL
             action = ("storage outage: fix the backend; restarting the agent will not help "
@@ -272,13 +320,31 @@ def _libvirt_findings(snap: Snapshot, history: History, live: dict[str, PoolReco
     return findings
 
 
-def _log_failure_findings(snap: Snapshot, causes: list[Finding]) -> list[Finding]:
+def _cause_for(failure: LogEvent, causes: list[Finding], history: History) -> Optional[Finding]:
+    """The finding that explains a logged failure: same pool type, and the failure came
+    after the cause began. A removal is seen only at the next poll, so it began after the
+    pool was last listed; an outage is judged by recency instead."""
+    pool_type = adaptor_pool_type(failure.adaptor)
+    for cause in causes:
+        if cause.pool_type != pool_type or failure.ts is None:
+            continue
+        record = history.pool(cause.pool_uuid)
+        began = None
+        if record is not None and record.removed_at is not None:
+            began = record.last_listed if record.last_listed is not None else record.removed_at
+        if began is not None and failure.ts >= began - CLOCK_SLACK_S:
+            return cause
+        if began is None and cause.kind != "stale-pool":
+            return cause
+    return None
+
+
+def _log_failure_findings(snap: Snapshot, history: History, causes: list[Finding]) -> list[Finding]:
     """Failures the running agent logged, judged against what the guard sees now.
 
     A stop failure with a visible cause takes that cause's severity and says whether a
-    restart helps. Without a visible cause (no management API, no controller URL known)
-    the log is the only witness: a recent refusal or timeout is still CRITICAL, since
-    nothing shows the backend came back.
+    restart helps. Without one, the log is the only witness of a recent refusal or
+    timeout: CRITICAL, unless the probes show the backend answering again.
     """
     findings = []
     events = snap.current_events()
@@ -293,21 +359,30 @@ def _log_failure_findings(snap: Snapshot, causes: list[Finding]) -> list[Finding
             evidence = [Evidence("agent-log", f"{len(mine)} {what} in {adaptor} since the agent "
                                  f"started, last {_when(last.ts, snap.now)} ({last.file}:{last.line}): "
                                  f"{last.exception}")]
-            cause = next((f for f in causes if f.pool_type == pool_type), None)
+            cause = _cause_for(last, causes, history)
             recent = last.ts is not None and snap.now - last.ts < RECENT_S
             if cause is not None:
                 if kind != "stop-failure":
                     continue
                 evidence.append(Evidence("guard", f"cause: {cause.kind} {cause.pool_uuid}"))
-                severity = Severity.CRITICAL
+                severity = cause.severity
                 restart_helps = cause.kind == "stale-pool"
                 action = ("caused by a stale pool: " + cause.action if restart_helps else
                           "caused by a storage outage: fix the backend; an agent restart will not help")
             elif recent:
-                severity = Severity.CRITICAL if connection_lost(last) else Severity.WARNING
+                answering = [p for uuid, p in snap.probes if p.reachable
+                             and (history.pool(uuid) or PoolRecord(uuid)).type == pool_type]
                 restart_helps = False
-                action = ("no cause is visible now (configure [management] so the guard can tell a "
-                          "deleted pool from an outage); read the agent log around the failure")
+                if answering:
+                    severity = Severity.WARNING
+                    action = (f"the backend answers again ({answering[0].target}); "
+                              "read the agent log around the failure")
+                else:
+                    severity = Severity.CRITICAL if connection_lost(last) else Severity.WARNING
+                    action = "read the agent log around the failure"
+                    if not snap.source_ok("management"):
+                        action += ("; configure [management] so the guard can tell a deleted pool "
+                                   "from an outage")
             else:
                 continue
             findings.append(Finding(
@@ -327,7 +402,7 @@ def evaluate(snap: Snapshot, history: History) -> list[Finding]:
     live = _live_pools(snap, history, current)
     backend = _backend_findings(snap, live)
     findings += stale + backend + _libvirt_findings(snap, history, live)
-    findings += _log_failure_findings(snap, stale + backend)
+    findings += _log_failure_findings(snap, history, stale + backend)
     return sorted(findings, key=lambda f: -f.severity.rank)
 
 

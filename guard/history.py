@@ -25,6 +25,10 @@ class PoolRecord:
     last_state: str = ""
     removed_at: Optional[float] = None
     removed_via: str = ""
+    removed_while_connected: bool = False
+    """The host was Up and its agent connected when the pool was last listed and when it
+    was first seen gone: a management server that sends DeleteStoragePoolCommand on
+    deletion reached this agent."""
     maintenance_at: Optional[float] = None
 
 
@@ -125,6 +129,10 @@ def _check(annotation: str, value: Any, where: str) -> Any:
     if annotation == "str":
         if not isinstance(value, str):
             raise ValueError(f"malformed history: {where} is not a string")
+        return value
+    if annotation == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"malformed history: {where} is not true or false")
         return value
     if annotation == "float":
         return _number(value, where)

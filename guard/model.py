@@ -125,6 +125,12 @@ class ProbeResult:
     def reachable(self) -> bool:
         return self.status == "healthy"
 
+    @property
+    def down(self) -> bool:
+        """Unreachable the way that breaks the adaptor: it catches API errors (an HTTP
+        error answer) but not a refused, hung, unresolvable or untrusted connection."""
+        return self.status in ("refused", "timeout", "dns", "tls")
+
 
 @dataclass(frozen=True)
 class SourceStatus:
@@ -143,6 +149,7 @@ class ManagementHost:
     state: str
     cluster_id: str = ""
     zone_id: str = ""
+    server_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,7 @@ class Snapshot:
     libvirt_pools: tuple[Pool, ...] = ()
     management_host: Optional[ManagementHost] = None
     management_pools: tuple[Pool, ...] = ()
+    agent_unit_state: str = ""
     log_events: tuple[LogEvent, ...] = ()
     probes: tuple[tuple[str, ProbeResult], ...] = ()
     sources: tuple[SourceStatus, ...] = ()

@@ -7,6 +7,9 @@ The rules (DESIGN.md, "The evidence model"):
   was Up and the agent connected (the server re-sends every attached pool on connect);
 - a pool is removed when the management server stops listing it, or the log shows the
   agent processing its deletion; the latter also means the agent dropped it.
+
+Work is done on dicts and the frozen History is built once at the end: a busy agent log
+names hundreds of pools, and rebuilding tuples per event made this quadratic.
 """
 
 from __future__ import annotations
@@ -32,149 +35,155 @@ management server listed them as primary before."""
 
 HOLD_KINDS = {"pool-add", "linstor-pool", "heartbeat-failure"}
 DROP_KINDS = {"pool-remove", "pool-delete-command"}
+HEARTBEAT_VIA = "agent log (heartbeat-failure)"
 
 
-def _pool(history: History, uuid: str) -> PoolRecord:
-    return history.pool(uuid) or PoolRecord(uuid=uuid)
+def detached(state: str) -> bool:
+    return state.lower() in DETACHED_STATES
 
 
-def _merge_identity(record: PoolRecord, pool_type: str, name: str, url: str) -> PoolRecord:
-    return replace(
-        record,
-        type=canonical_type(pool_type) if pool_type else record.type,
-        name=name or record.name,
-        url=url or record.url,
-    )
+class _Work:
+    """The mutable working copy of one record() call."""
 
+    def __init__(self, history: History, snap: Snapshot) -> None:
+        self.snap = snap
+        self.pools: dict[str, PoolRecord] = {p.uuid: p for p in history.pools}
+        self.incarnations = {i.key: i for i in history.incarnations}
+        self.current: Optional[IncarnationRecord] = None
+        self.held: dict[str, Held] = {}
+        self.dropped: list[str] = []
+        if snap.agent is not None:
+            inc = snap.agent.incarnation
+            self.current = self.incarnations.get(inc.key) or IncarnationRecord(
+                inc.pid, inc.start_time, snap.now)
+            self.held = {h.uuid: h for h in self.current.held}
+            self.dropped = list(self.current.dropped)
 
-def _hold(incarnation: IncarnationRecord, uuid: str, since: float, via: str) -> IncarnationRecord:
-    if incarnation.holds(uuid):
-        return incarnation
-    return replace(incarnation, held=incarnation.held + (Held(uuid, since, via),))
+    def pool(self, uuid: str) -> PoolRecord:
+        return self.pools.get(uuid) or PoolRecord(uuid=uuid)
 
-
-def _current(history: History, snap: Snapshot) -> Optional[IncarnationRecord]:
-    if snap.agent is None:
-        return None
-    inc = snap.agent.incarnation
-    return history.incarnation(inc.key) or IncarnationRecord(inc.pid, inc.start_time, snap.now)
-
-
-def _record_management(history: History, snap: Snapshot) -> History:
-    if not snap.source_ok("management"):
-        return history
-    for pool in snap.management_pools:
-        record = _merge_identity(_pool(history, pool.uuid), pool.type, pool.name, pool.url)
+    def identify(self, uuid: str, pool_type: str, name: str = "", url: str = "") -> PoolRecord:
+        record = self.pool(uuid)
         record = replace(
+            record,
+            type=canonical_type(pool_type) if pool_type else record.type,
+            name=name or record.name,
+            url=url or record.url,
+        )
+        self.pools[uuid] = record
+        return record
+
+    def hold(self, uuid: str, since: float, via: str) -> None:
+        if uuid in self.dropped:
+            self.dropped.remove(uuid)
+            self.held.pop(uuid, None)
+        self.held.setdefault(uuid, Held(uuid, since, via))
+
+    def connected(self) -> bool:
+        host = self.snap.management_host
+        return (host is not None and host.state == "Up" and self.snap.agent is not None
+                and self.snap.agent.connected is not False)
+
+
+def _record_management(work: _Work) -> None:
+    snap = work.snap
+    if not snap.source_ok("management"):
+        return
+    connected = work.connected()
+    for pool in snap.management_pools:
+        before = work.pools.get(pool.uuid)
+        record = work.identify(pool.uuid, pool.type, pool.name, pool.url)
+        maintenance_at = record.maintenance_at
+        if not detached(pool.state):
+            maintenance_at = None
+        elif maintenance_at is None and connected and before is not None and \
+                before.last_listed is not None and not detached(before.last_state):
+            maintenance_at = snap.now
+        work.pools[pool.uuid] = replace(
             record,
             first_listed=record.first_listed or snap.now,
             last_listed=snap.now,
             last_state=pool.state,
             removed_at=None,
             removed_via="",
+            removed_while_connected=False,
+            maintenance_at=maintenance_at,
         )
-        host_up = snap.management_host is not None and snap.management_host.state == "Up"
-        if pool.state.lower() in DETACHED_STATES and host_up and snap.agent is not None:
-            record = replace(record, maintenance_at=record.maintenance_at or snap.now)
-        elif pool.state.lower() not in DETACHED_STATES:
-            record = replace(record, maintenance_at=None)
-        history = history.with_pool(record)
-    return history
+        if connected and work.current is not None and not detached(pool.state):
+            work.hold(pool.uuid, snap.now, "management server listing (host Up)")
 
 
-def _record_log(
-    history: History, snap: Snapshot, current: Optional[IncarnationRecord]
-) -> tuple[History, Optional[IncarnationRecord]]:
-    mine = {id(e) for e in snap.current_events()}
-    for event in snap.log_events:
+def _record_log(work: _Work) -> None:
+    mine = {id(e) for e in work.snap.current_events()}
+    for event in work.snap.log_events:
         if not event.pool_uuid:
             continue
-        record = _merge_identity(_pool(history, event.pool_uuid), event.pool_type, "", event.url)
+        record = work.identify(event.pool_uuid, event.pool_type, url=event.url)
         if event.kind in DROP_KINDS and event.ts is not None and record.removed_at is None:
-            record = replace(record, removed_at=event.ts, removed_via="agent log")
-        history = history.with_pool(record)
-        if current is None or id(event) not in mine or event.ts is None:
+            work.pools[record.uuid] = replace(record, removed_at=event.ts, removed_via="agent log")
+        if work.current is None or id(event) not in mine or event.ts is None:
             continue
         if event.kind in HOLD_KINDS:
-            if event.pool_uuid in current.dropped:
-                current = replace(
-                    current,
-                    dropped=tuple(u for u in current.dropped if u != event.pool_uuid),
-                    held=tuple(h for h in current.held if h.uuid != event.pool_uuid),
-                )
-            current = _hold(current, event.pool_uuid, event.ts, f"agent log ({event.kind})")
-            if record.removed_at is not None and event.ts > record.removed_at:
-                history = history.with_pool(replace(record, removed_at=None, removed_via=""))
-        elif event.kind in DROP_KINDS and event.pool_uuid not in current.dropped:
-            current = replace(current, dropped=current.dropped + (event.pool_uuid,))
-    return history, current
+            work.hold(event.pool_uuid, event.ts, f"agent log ({event.kind})")
+            record = work.pools[event.pool_uuid]
+            if event.kind == "pool-add" and record.removed_at is not None and event.ts > record.removed_at:
+                work.pools[record.uuid] = replace(record, removed_at=None, removed_via="")
+        elif event.kind in DROP_KINDS and event.pool_uuid not in work.dropped:
+            work.dropped.append(event.pool_uuid)
 
 
-def _record_holds_from_listing(
-    history: History, snap: Snapshot, current: IncarnationRecord
-) -> IncarnationRecord:
-    host = snap.management_host
-    connected = snap.agent is not None and snap.agent.connected is not False
-    if not snap.source_ok("management") or host is None or host.state != "Up" or not connected:
-        return current
-    for pool in snap.management_pools:
-        if pool.state.lower() not in DETACHED_STATES:
-            current = _hold(current, pool.uuid, snap.now, "management server listing (host Up)")
-    return current
+def _record_libvirt(work: _Work) -> None:
+    if work.current is None:
+        return
+    for pool in work.snap.libvirt_pools:
+        work.hold(pool.uuid, work.snap.now, "defined in libvirt")
 
 
-def _record_libvirt_holds(snap: Snapshot, current: IncarnationRecord) -> IncarnationRecord:
-    for pool in snap.libvirt_pools:
-        current = _hold(current, pool.uuid, snap.now, "defined in libvirt")
-    return current
-
-
-def _record_removals(history: History, snap: Snapshot, current: Optional[IncarnationRecord]) -> History:
+def _record_removals(work: _Work) -> None:
     """A pool the management server no longer lists has been removed (or left scope)."""
+    snap = work.snap
     if not snap.source_ok("management"):
-        return history
+        return
     listed = {p.uuid for p in snap.management_pools}
-    candidates = {p.uuid for p in history.pools}
-    if current is not None:
-        candidates |= {h.uuid for h in current.held}
-    for uuid in sorted(candidates - listed):
-        record = _pool(history, uuid)
+    connected = work.connected()
+    for uuid in sorted((set(work.pools) | set(work.held)) - listed):
+        record = work.pool(uuid)
         if record.removed_at is not None:
             continue
-        if record.first_listed is None and (not record.type or record.type in SECONDARY_CAPABLE):
+        heartbeat_held = work.held.get(uuid) is not None and work.held[uuid].via == HEARTBEAT_VIA
+        if record.first_listed is None and not heartbeat_held and (
+                not record.type or record.type in SECONDARY_CAPABLE):
             continue
-        history = history.with_pool(
-            replace(record, removed_at=snap.now, removed_via="management server no longer lists it")
-        )
-    return history
+        was_connected = connected and record.last_listed is not None
+        work.pools[uuid] = replace(record, removed_at=snap.now,
+                                   removed_via="management server no longer lists it",
+                                   removed_while_connected=was_connected)
 
 
-def _prune(history: History, snap: Snapshot, current: Optional[IncarnationRecord]) -> History:
-    incarnations = sorted(history.incarnations, key=lambda i: i.first_seen)[-KEEP_INCARNATIONS:]
-    held_now = {h.uuid for h in current.held} if current else set()
-
-    def keep(pool: PoolRecord) -> bool:
-        """Pools only the log ever named (the agent mounts secondary storage and ISOs as
-        uuid-named NFS pools, hundreds over months) are kept only while the running
-        agent holds them; the log names them again if it matters."""
-        if pool.uuid in held_now:
-            return True
-        if pool.removed_at is not None:
-            return snap.now - pool.removed_at < FORGET_REMOVED_AFTER_S
-        return pool.first_listed is not None
-
-    pools = tuple(p for p in history.pools if keep(p))
-    return replace(history, pools=pools, incarnations=tuple(incarnations))
+def _keep(pool: PoolRecord, held_now: set[str], now: float) -> bool:
+    """Pools only the log ever named (the agent mounts secondary storage and ISOs as
+    uuid-named NFS pools, hundreds over months) are kept only while the running agent
+    holds them; the log names them again if it matters."""
+    if pool.uuid in held_now:
+        return True
+    if pool.removed_at is not None:
+        return now - pool.removed_at < FORGET_REMOVED_AFTER_S and pool.first_listed is not None
+    return pool.first_listed is not None
 
 
 def record(history: History, snap: Snapshot) -> History:
     """The history after `snap`; calling it twice with the same snapshot changes nothing."""
-    current = _current(history, snap)
-    history = _record_management(history, snap)
-    history, current = _record_log(history, snap, current)
-    if current is not None:
-        current = _record_holds_from_listing(history, snap, current)
-        current = _record_libvirt_holds(snap, current)
-        history = history.with_incarnation(current)
-    history = _record_removals(history, snap, current)
-    return _prune(history, snap, current)
+    work = _Work(history, snap)
+    _record_management(work)
+    _record_log(work)
+    _record_libvirt(work)
+    _record_removals(work)
+    incarnations = dict(work.incarnations)
+    if work.current is not None:
+        current = replace(work.current, held=tuple(work.held.values()), dropped=tuple(work.dropped))
+        incarnations[current.key] = current
+    kept_incarnations = sorted(incarnations.values(), key=lambda i: i.first_seen)[-KEEP_INCARNATIONS:]
+    held_now = set(work.held) if work.current is not None else set()
+    pools = tuple(sorted((p for p in work.pools.values() if _keep(p, held_now, snap.now)),
+                         key=lambda p: p.uuid))
+    return replace(history, pools=pools, incarnations=tuple(kept_incarnations))

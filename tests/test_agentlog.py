@@ -19,7 +19,6 @@ from guard.sources.agentlog import (
     MAX_LINE_BYTES,
     iter_events,
     log_set,
-    parse_header,
     parse_lines,
     read_agent_log,
 )
@@ -200,13 +199,18 @@ def test_journald_pid_and_year_9525():
 
 
 def test_syslog_headers_8032():
+    """The WARN record of the java process is a header (its pid and the year-less stamp
+    kept); journal's line and java's bare libvirt line are not. A storage frame continued
+    through syslog makes the record an event, so what the header yielded can be seen."""
     lines = (samples_dir() / "issue-8032-agent-syslog.log").read_text().splitlines()
-    headers = [parse_header(line, now=NOW_2026) for line in lines]
-    assert headers[0] is None
-    assert headers[1] is None
-    assert headers[2].pid == 44876 and headers[2].level == "WARN"
-    assert headers[2].category == "kvm.resource.LibvirtConnection"
-    assert headers[2].ts == time.mktime((2026, 10, 3, 20, 13, 0, 0, 0, -1))
+    assert list(parse_lines(lines, now=NOW_2026)) == []
+    frame = (f"Oct  3 20:13:00 host02 java[44876]: #011at {KVM}.storage.LibvirtStorageAdaptor."
+             "getStoragePool(LibvirtStorageAdaptor.java:1)")
+    [failure] = parse_lines(lines[:3] + [frame], now=NOW_2026)
+    assert failure.kind == "storage-failure" and failure.line == 3
+    assert failure.pid == 44876 and failure.adaptor == "LibvirtStorageAdaptor"
+    assert failure.ts == time.mktime((2026, 10, 3, 20, 13, 0, 0, 0, -1))
+    assert "WARN [kvm.resource.LibvirtConnection]" in failure.detail
 
 
 def test_grep_n_prefixes_14002():
@@ -551,8 +555,6 @@ def test_never_raises_and_events_point_at_real_lines(lines):
     for event in events:
         assert event.kind in KINDS
         assert 1 <= event.line <= len(lines)
-    for line in lines:
-        parse_header(line, now=NOW_2026)
 
 
 @settings(max_examples=150, deadline=None)
@@ -624,3 +626,63 @@ def test_trace_attaches_to_its_header(before, frames, storage, at, indent, layou
     assert (failure.adaptor, failure.operation) == (adaptor, operation)
     assert failure.exception == "com.cloud.utils.exception.CloudRuntimeException: boom"
     assert pool.line == len(lines)
+
+
+# ------------------------------------------- ConnectException outside the storage client
+
+NON_STORAGE_CONNECT_TRACES = {
+    "sun.net.www": [
+        "java.net.ConnectException: Connection refused (Connection refused)",
+        "\tat java.base/java.net.PlainSocketImpl.socketConnect(Native Method)",
+        "\tat java.base/java.net.Socket.connect(Socket.java:609)",
+        "\tat java.base/sun.net.NetworkClient.doConnect(NetworkClient.java:177)",
+        "\tat java.base/sun.net.www.http.HttpClient.openServer(HttpClient.java:474)",
+        "\tat java.base/sun.net.www.protocol.http.HttpURLConnection.connect(HttpURLConnection"
+        ".java:1015)",
+        "\tat com.cloud.utils.UriUtils.getRemoteSize(UriUtils.java:280)",
+        "\tat com.cloud.agent.Agent.processRequest(Agent.java:677)",
+    ],
+    "commons-httpclient": [
+        "java.net.ConnectException: Connection refused (Connection refused)",
+        "\tat java.net.PlainSocketImpl.socketConnect(Native Method)",
+        "\tat java.net.Socket.connect(Socket.java:589)",
+        "\tat org.apache.commons.httpclient.protocol.DefaultProtocolSocketFactory.createSocket"
+        "(DefaultProtocolSocketFactory.java:80)",
+        "\tat org.apache.commons.httpclient.HttpConnection.open(HttpConnection.java:707)",
+        "\tat org.apache.commons.httpclient.HttpMethodDirector.executeWithRetry(HttpMethodDirector"
+        ".java:387)",
+        "\tat org.apache.commons.httpclient.HttpClient.executeMethod(HttpClient.java:323)",
+        "\tat com.cloud.storage.template.HttpTemplateDownloader.download(HttpTemplateDownloader"
+        ".java:240)",
+    ],
+}
+
+
+@pytest.mark.parametrize("client", sorted(NON_STORAGE_CONNECT_TRACES))
+@pytest.mark.parametrize("as_fragment", [False, True], ids=["caught", "fragment"])
+def test_connect_exception_of_another_client_is_not_a_storage_failure(client, as_fragment):
+    """Only the Jersey client (LINSTOR's) stands in for a missing adaptor frame; a refused
+    template download or remote-size check is not the storage backend failing."""
+    trace = NON_STORAGE_CONNECT_TRACES[client]
+    header = [] if as_fragment else [
+        "2024-03-01 10:00:00,123 WARN  [cloud.agent.Agent] (agentRequest-Handler-2:null) "
+        "(logid:9a1b) Caught: "]
+    assert of(list(parse_lines(header + trace, now=NOW_2026)), "storage-failure") == []
+
+
+def test_connect_exception_still_counts_beside_an_adaptor_frame_or_the_jersey_client():
+    header = ("2024-03-01 10:00:00,123 WARN  [cloud.agent.Agent] (agentRequest-Handler-2:null) "
+              "(logid:9a1b) Caught: ")
+    refused = "java.net.ConnectException: Connection refused (Connection refused)"
+    socket_frame = "\tat java.net.Socket.connect(Socket.java:589)"
+    adaptor = (f"\tat {KVM}.storage.LinstorStorageAdaptor.disconnectPhysicalDiskByPath("
+               "LinstorStorageAdaptor.java:390)")
+    jersey = "\tat org.glassfish.jersey.client.ClientRuntime.invoke(ClientRuntime.java:254)"
+    [by_frame] = parse_lines([header, refused, socket_frame, adaptor], now=NOW_2026)
+    assert (by_frame.adaptor, by_frame.operation) == ("LinstorStorageAdaptor", "disk-cleanup")
+    assert by_frame.exception == refused
+    [by_client] = parse_lines([header, refused, socket_frame, jersey], now=NOW_2026)
+    assert by_client.adaptor == "LinstorStorageAdaptor"
+    assert "inferred from the Jersey client failure" in by_client.detail
+    [by_exception] = parse_lines([JERSEY_EXC, socket_frame], now=NOW_2026)
+    assert by_exception.adaptor == "LinstorStorageAdaptor" and by_exception.line == 1

@@ -187,12 +187,12 @@ def test_agent_down_and_disconnected():
 
 
 def test_heartbeat_failure_on_stale_pool_is_critical_even_if_controller_answers():
-    beat = LogEvent("heartbeat-failure", T0 + 65, "agent.log", 50, pool_uuid=LIN,
+    beat = LogEvent("heartbeat-failure", T0 + 75, "agent.log", 50, pool_uuid=LIN,
                     detail="drbdsetup: command not found; try: 1 of 5.")
-    findings, _ = run([snap(T0 + 10, [lin_pool()]),
-                       snap(T0 + 70, [], events=[beat], probes=probe("healthy"))])
+    findings, _ = run([snap(T0 + 10, [lin_pool()]), snap(T0 + 70, [], probes=probe("healthy")),
+                       snap(T0 + 80, [], events=[beat], probes=probe("healthy"))])
     assert kinds(findings) == [("stale-pool", Severity.CRITICAL)]
-    assert "reboot" in findings[0].action
+    assert "reboot" in findings[0].action and "drbdsetup" in findings[0].action
 
 
 def test_history_forgets_log_only_pools_the_agent_no_longer_holds():
@@ -203,3 +203,90 @@ def test_history_forgets_log_only_pools_the_agent_no_longer_holds():
     restarted = snap(T0 + 500, [lin_pool()], agent_proc=agent(pid=2, start=T0 + 400))
     history = record(history, restarted)
     assert [p.uuid for p in history.pools] == [LIN]
+
+
+# ---- review findings: each of these paged someone for nothing, or missed a real case ----
+
+def failure(ts, exception="javax.ws.rs.ProcessingException: java.net.ConnectException: Connection refused"):
+    return LogEvent("storage-failure", ts, "agent.log", 40, adaptor="LinstorStorageAdaptor",
+                    exception=exception, operation="disk-cleanup")
+
+
+def test_old_stop_failure_is_not_blamed_on_a_later_removal():
+    findings, _ = run([snap(T0 + 10, [lin_pool()], events=[failure(T0 + 5)]),
+                       snap(T0 + 5000, [], events=[failure(T0 + 5)], probes=probe("healthy"))])
+    assert kinds(findings) == [("stale-pool", Severity.WARNING)]
+
+
+def test_stop_failure_takes_its_causes_severity():
+    findings, _ = run([snap(T0 + 10, [lin_pool()]),
+                       snap(T0 + 70, [], events=[failure(T0 + 40)], probes=probe("healthy"))])
+    assert kinds(findings) == [("stale-pool", Severity.WARNING), ("stop-failure", Severity.WARNING)]
+
+
+def test_recent_refusal_with_the_backend_answering_again_is_a_warning():
+    findings, _ = run([snap(T0 + 70, [lin_pool()], events=[failure(T0 + 60)], probes=probe("healthy"))])
+    assert kinds(findings) == [("stop-failure", Severity.WARNING)]
+    assert "answers again" in findings[0].action and "[management]" not in findings[0].action
+
+
+def test_probe_rejected_by_http_error_is_not_an_outage():
+    stale_case, _ = run([snap(T0 + 10, [lin_pool()]), snap(T0 + 70, [], probes=probe("http-error"))])
+    assert kinds(stale_case) == [("stale-pool", Severity.WARNING)]
+    assert "auth_json" in stale_case[0].action
+    live_case, _ = run([snap(T0 + 10, [lin_pool()], probes=probe("bad-answer"))])
+    assert kinds(live_case) == [("backend-unreachable", Severity.WARNING)]
+
+
+def test_heartbeat_before_the_removal_does_not_count():
+    beat = LogEvent("heartbeat-failure", T0 + 20, "agent.log", 50, pool_uuid=LIN, detail="x; try: 1 of 5.")
+    findings, _ = run([snap(T0 + 30, [lin_pool()], events=[beat]),
+                       snap(T0 + 70, [], events=[beat], probes=probe("healthy"))])
+    assert kinds(findings) == [("stale-pool", Severity.WARNING)]
+
+
+def test_maintenance_on_an_old_agent_is_stale_and_a_restart_helps():
+    findings, _ = run([snap(T0 + 10, [lin_pool()]),
+                       snap(T0 + 70, [lin_pool("Maintenance")], probes=probe("refused"))])
+    assert kinds(findings) == [("stale-pool", Severity.CRITICAL)]
+    assert findings[0].restart_helps and any("Maintenance" in e.fact for e in findings[0].evidence)
+
+
+def test_heartbeat_is_enough_evidence_of_a_held_pool():
+    """Installed after the deletion, agent at INFO: the HA monitor's warnings are all there is."""
+    beat = LogEvent("heartbeat-failure", T0 + 80, "agent.log", 50, pool_uuid=LIN,
+                    detail="drbdsetup failed; try: 2 of 5.")
+    findings, _ = run([snap(T0 + 70, [], events=[beat]), snap(T0 + 90, [], events=[beat])])
+    assert [f.kind for f in findings] == ["stale-pool"] and findings[0].severity is Severity.CRITICAL
+
+
+def test_maintenance_while_the_host_was_away_is_not_credited():
+    """add=false is sent only to hosts that are Up: one that was Disconnected keeps the pool."""
+    steps = [snap(T0 + 10, [lin_pool()], version="4.21.0.0"),
+             snap(T0 + 40, [lin_pool("Maintenance")], version="4.21.0.0", host_state="Disconnected"),
+             snap(T0 + 50, [lin_pool("Maintenance")], version="4.21.0.0"),
+             snap(T0 + 70, [], probes=probe("refused"), version="4.21.0.0")]
+    assert kinds(run(steps)[0]) == [("stale-pool", Severity.CRITICAL)]
+
+
+def test_fixed_management_server_deletes_from_connected_hosts():
+    def server(step, version):
+        return replace(step, management_host=replace(step.management_host, server_version=version))
+
+    steps = [server(snap(T0 + 10, [lin_pool()]), "4.19.3.0"),
+             server(snap(T0 + 70, [], probes=probe("refused")), "4.19.3.0")]
+    assert run(steps)[0] == []
+    unfixed = [server(s, "4.19.2.0") for s in steps]
+    assert kinds(run(unfixed)[0]) == [("stale-pool", Severity.CRITICAL)]
+    away = [steps[0], replace(steps[1], agent=agent(connected=False))]
+    assert ("stale-pool", Severity.CRITICAL) in kinds(run(away)[0])
+    foreign = LogEvent("linstor-foreign-path", T0 + 80, "agent.log", 60, detail="/dev/drbd1001")
+    still = [steps[0], steps[1], replace(steps[1], now=T0 + 90, log_events=(foreign,))]
+    assert kinds(run(still)[0]) == [("stale-pool", Severity.CRITICAL)]
+
+
+def test_agent_in_its_restart_gap_is_a_warning():
+    gap = replace(snap(T0 + 10), agent=None, agent_unit_state="activating/auto-restart")
+    assert kinds(evaluate(gap, History())) == [("agent-down", Severity.WARNING)]
+    stopped = replace(snap(T0 + 10), agent=None, agent_unit_state="inactive/dead")
+    assert kinds(evaluate(stopped, History())) == [("agent-down", Severity.CRITICAL)]

@@ -726,3 +726,73 @@ def test_cli_probe_bare_hostname_is_a_url_not_a_pool(guard_toml: Path) -> None:
     proc = run_cli("probe", f"{HOST}:{free_port()}", "--json", "--config", str(guard_toml))
     assert proc.returncode == 2, proc.stdout
     assert json.loads(proc.stdout)["probe"]["status"] == "refused"
+
+
+# -- name resolution that fails oddly or finishes late ------------------------------------
+
+
+def _join_resolvers(timeout: float = 5.0) -> None:
+    for thread in threading.enumerate():
+        if thread.name.startswith("resolve-"):
+            thread.join(timeout)
+
+
+def test_host_idna_rejects_is_dns_at_once_and_silent(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """getaddrinfo raises UnicodeError, not OSError, for a name idna cannot encode; it is
+    a dns answer like any other, not a dead worker thread and a wait for the deadline."""
+    # pytest swallows thread exceptions; the CLI prints them on stderr
+    monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)
+    result, elapsed = run_probe("http://a..b:3370", config(), timeout=3.0)
+    _join_resolvers()
+    assert result.status == "dns", result
+    assert "a..b" in result.detail
+    assert elapsed < 1.0
+    assert capfd.readouterr().err == ""
+
+
+def test_resolution_ending_after_the_probe_is_silent(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A resolver thread outlives the probe's event loop when the deadline passes first;
+    its late answer must go nowhere quietly."""
+    monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)
+    release = threading.Event()
+    real = socket.getaddrinfo
+
+    def slow_getaddrinfo(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host == "slow.example":
+            release.wait(5.0)
+            return real(HOST, *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(http.socket, "getaddrinfo", slow_getaddrinfo)
+    result, elapsed = run_probe("http://slow.example:3370", config(), timeout=TIMEOUT)
+    assert result.status == "timeout" and elapsed < TIMEOUT + SLACK
+    release.set()
+    _join_resolvers()
+    assert capfd.readouterr().err == ""
+
+
+# -- credentials written into a controller URL ---------------------------------------------
+
+
+def test_userinfo_in_controller_url_is_never_shown(emulator: LinstorEmulator, tmp_path: Path) -> None:
+    secret = "hunter2"
+    results = [
+        run_probe(f"ftp://admin:{secret}@ctl", config())[0],
+        run_probe(f"http://admin:{secret}@ctl:notaport", config())[0],
+        run_probe(f"https://admin:{secret}@{HOST}:{emulator.port}",
+                  config(ca=str(tmp_path / "missing-ca.pem")))[0],
+        run_probe(f"http://admin:{secret}@{HOST}:{free_port()}", config())[0],
+        run_probe(f"http://admin:{secret}@{HOST}:{emulator.port},admin:{secret}@{HOST}:{free_port()}",
+                  config())[0],
+    ]
+    assert [r.status for r in results] == ["bad-answer", "bad-answer", "tls", "refused", "healthy"]
+    assert "unusable" in results[0].detail and "ctl" in results[0].detail
+    assert results[2].target == f"https://{HOST}:{emulator.port}"
+    assert results[4].target == f"http://{HOST}:{emulator.port}"
+    for result in results:
+        assert secret not in result.detail and secret not in result.target, result
+        assert "admin" not in result.detail and "admin" not in result.target, result

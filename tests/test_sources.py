@@ -20,7 +20,7 @@ from guard.sources import history as store
 from guard.sources.agent import find_agent
 from guard.sources.agentconf import AgentProperties, agent_properties
 from guard.sources.libvirt import parse_pool_xml, read_libvirt_pools
-from guard.sources.management import read_management
+from guard.sources.management import read_management, without_userinfo
 from tests.emulators.management import ManagementEmulator
 from tests.harness.libvirtd import define_dir_pool, define_netfs_pool
 
@@ -291,3 +291,130 @@ def test_agent_sockets_hidden_from_unprivileged_user_is_unknown_not_disconnected
         os.killpg(proc.pid, 9)
         proc.wait(timeout=5)
         listener.close()
+
+
+# ------------------------------------------------- history of the wrong types or bytes
+
+def _valid_history() -> dict:
+    """A history document with every field of every record, as `save` writes it."""
+    return {
+        "version": 1,
+        "pools": [{"uuid": UUID_A, "type": "Linstor", "name": "lin", "url": "http://c:3370",
+                   "first_listed": 1.0, "last_listed": 2, "last_state": "Up", "removed_at": 5.0,
+                   "removed_via": "test", "maintenance_at": None}],
+        "incarnations": [{"pid": 42, "start_time": 100.5, "first_seen": 101,
+                          "held": [{"uuid": UUID_A, "since": 102.0, "via": "log"}],
+                          "dropped": [UUID_B]}],
+        "restarts": [{"at": 200.0, "reason": "stale-pool", "old_pid": 42, "pools": [UUID_A],
+                      "outcome": "verified", "detail": "", "new_pid": 43}],
+        "breaker_open_since": 300,
+        "breaker_reason": "two restarts failed",
+    }
+
+
+def test_history_with_every_field_loads(tmp_path):
+    (tmp_path / "history.json").write_text(json.dumps(_valid_history()))
+    loaded, status = store.load(str(tmp_path))
+    assert status.ok and "corrupt" not in status.detail
+    assert loaded.pools[0].last_listed == 2.0 and loaded.pools[0].maintenance_at is None
+    assert loaded.incarnations[0].held == (Held(UUID_A, 102.0, "log"),)
+    assert loaded.restarts[0].new_pid == 43 and loaded.restarts[0].pools == (UUID_A,)
+    assert loaded.breaker_open_since == 300.0
+    store.save(str(tmp_path), loaded)
+    assert store.load(str(tmp_path))[0] == loaded
+
+
+def _broken(path: str, value) -> dict:
+    """The valid document with the value at `path` (dotted, list indexes as numbers)
+    replaced, or deleted when value is ..."""
+    data = _valid_history()
+    *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
+    node = data
+    for key in parents:
+        node = node[key]
+    if value is ...:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+WRONG_TYPES = [
+    ("pools.0.removed_at", "yesterday"), ("pools.0.first_listed", True), ("pools.0.uuid", 7),
+    ("pools.0.type", 1), ("pools.0.name", None), ("pools.0.url", ["http://c"]),
+    ("pools.0.last_state", {}), ("pools.0.removed_via", 0), ("pools.0.maintenance_at", [1]),
+    ("pools.0.last_listed", "2"), ("pools.0.uuid", ...), ("pools.0.extra", 1), ("pools.0", "x"),
+    ("pools", {}), ("incarnations.0.pid", "x"), ("incarnations.0.pid", 1.5),
+    ("incarnations.0.pid", True), ("incarnations.0.start_time", "100"),
+    ("incarnations.0.first_seen", None), ("incarnations.0.held", [1]),
+    ("incarnations.0.held", "x"), ("incarnations.0.held.0.since", "x"),
+    ("incarnations.0.held.0.via", 3), ("incarnations.0.held.0.uuid", ...),
+    ("incarnations.0.dropped", [1]), ("incarnations.0.dropped", UUID_B), ("incarnations", None),
+    ("restarts", [1]), ("restarts.0.at", "x"), ("restarts.0.reason", None),
+    ("restarts.0.old_pid", "42"), ("restarts.0.pools", [None]), ("restarts.0.outcome", 1),
+    ("restarts.0.detail", []), ("restarts.0.new_pid", 4.5), ("restarts.0.at", ...),
+    ("restarts", "x"), ("breaker_open_since", "x"), ("breaker_open_since", False),
+    ("breaker_reason", 5), ("pools.0.removed_at", 10 ** 400),
+]
+
+
+@pytest.mark.parametrize("path,value", WRONG_TYPES, ids=[f"{p}={v!r}"[:40] for p, v in WRONG_TYPES])
+def test_history_with_wrong_types_is_moved_aside(tmp_path, path, value):
+    (tmp_path / "history.json").write_text(json.dumps(_broken(path, value)))
+    loaded, status = store.load(str(tmp_path))
+    assert loaded == History() and status.ok and "corrupt" in status.detail, status.detail
+    assert "\n" not in status.detail
+    assert not (tmp_path / "history.json").exists()
+    assert len(list(tmp_path.glob("history.json.corrupt-*"))) == 1
+
+
+@pytest.mark.parametrize("content", [
+    b'{"version": 1, "pools": [], "incarnations": [], "breaker_reason": "\xff\xfe"}',
+    b"\x80" * 16,
+    b"[" * 100_000 + b"]" * 100_000,
+], ids=["invalid-utf8-in-a-string", "invalid-utf8", "nested-too-deep"])
+def test_history_of_unreadable_bytes_is_moved_aside(tmp_path, content):
+    (tmp_path / "history.json").write_bytes(content)
+    loaded, status = store.load(str(tmp_path))
+    assert loaded == History() and status.ok and "corrupt" in status.detail
+    assert len(list(tmp_path.glob("history.json.corrupt-*"))) == 1
+
+
+# ----------------------------------------------------- credentials inside URLs
+
+def test_without_userinfo():
+    assert without_userinfo("https://user:pass@cs.example/client/api") == "https://cs.example/client/api"
+    assert without_userinfo("https://u:p@ss@cs.example:8443/client/api") == "https://cs.example:8443/client/api"
+    assert without_userinfo("u:p@ctl:3370") == "ctl:3370"
+    assert without_userinfo("http://u:p@[::1]:3370/x") == "http://[::1]:3370/x"
+    for clean in ("http://cs.example:8080/client/api", "http://h/p?x=a@b", "http://h?x=a@b", "ctl"):
+        assert without_userinfo(clean) == clean
+
+
+def test_management_endpoint_credentials_never_shown(mgmt, tmp_path):
+    mgmt.add_host("kvm-a")
+    host_port = mgmt.endpoint.split("://", 1)[1].split("/", 1)[0]
+    endpoint = mgmt.endpoint.replace("://", "://operator:hunter2@", 1)
+    config = ManagementConfig("/dev/null", Credentials(endpoint, KEY, SECRET), timeout=2.0)
+    _, _, answered = read_management(config, "kvm-a", props(tmp_path))
+    mgmt.stop()
+    _, _, refused = read_management(config, "kvm-a", props(tmp_path))
+    assert answered.ok and not refused.ok
+    for status in (answered, refused):
+        assert "hunter2" not in status.detail and "operator" not in status.detail, status.detail
+        assert status.detail.startswith(f"http://{host_port}/"), status.detail
+
+
+def test_management_reports_its_version(mgmt, tmp_path):
+    mgmt.add_host("kvm-a")
+    host, _, status = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
+    assert status.ok and host.server_version == "4.19.1.0"
+
+
+def test_management_not_judged_without_agent_properties(mgmt):
+    """Without local.storage.uuid the host's own local pool would look removed."""
+    mgmt.add_host("kvm-a")
+    mgmt.add_pool("local", pool_type="Filesystem", scope="HOST")
+    host, pools, status = read_management(mgmt_config(mgmt), "kvm-a", None)
+    assert host is None and pools == [] and not status.ok
+    assert "agent.properties is unreadable" in status.detail

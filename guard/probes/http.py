@@ -9,13 +9,14 @@ asyncio deadline and cancellation ends it, including name resolution.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import socket
 import ssl
 import threading
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -72,14 +73,20 @@ def _resolve_in_daemon_thread(host: str, port: int) -> asyncio.Future:
     loop = asyncio.get_running_loop()
     future: asyncio.Future = loop.create_future()
 
+    def deliver(settle: Callable[[], object]) -> None:
+        # RuntimeError: the loop has closed (the deadline passed, the probe is over), so
+        # nobody is waiting for the answer
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle)
+
     def work() -> None:
         try:
             result = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
+        except Exception as exc:  # not only OSError: idna's UnicodeError for "a..b"
             error = exc
-            loop.call_soon_threadsafe(lambda: future.done() or future.set_exception(error))
+            deliver(lambda: future.done() or future.set_exception(error))
             return
-        loop.call_soon_threadsafe(lambda: future.done() or future.set_result(result))
+        deliver(lambda: future.done() or future.set_result(result))
 
     threading.Thread(target=work, name=f"resolve-{host}", daemon=True).start()
     return future
@@ -93,7 +100,7 @@ async def _address(host: str, port: int) -> str:
         pass
     try:
         infos = await _resolve_in_daemon_thread(host, port)
-    except OSError as exc:
+    except Exception as exc:  # whatever getaddrinfo raised in the worker
         raise ProbeError("dns", f"cannot resolve {host}: {exc}") from None
     if not infos:
         raise ProbeError("dns", f"{host} has no address")

@@ -19,6 +19,7 @@ from urllib.parse import quote
 from guard.config import LinstorConfig
 from guard.model import ProbeResult
 from guard.probes import http
+from guard.sources.management import without_userinfo
 
 DEFAULT_PORTS = {"http": 3370, "https": 3371}
 BACKEND = "linstor"
@@ -106,20 +107,22 @@ async def _probe_one(
 async def probe(url: str, config: LinstorConfig, timeout: float) -> ProbeResult:
     """Probe one controller URL (or a comma list of them) within `timeout` seconds in all."""
     started = time.monotonic()
-    urls = [u for u in url.split(",") if u.strip()]
+    # A user:password in a URL is never sent (the token is) and must never be shown.
+    urls = [without_userinfo(u) for u in url.split(",") if u.strip()]
+    shown = ",".join(urls)
     if not urls:
         return ProbeResult(BACKEND, url, "bad-answer", "no controller URL known")
     try:
         targets = [http.parse_target(u, DEFAULT_PORTS) for u in urls]
     except ValueError as exc:
-        return ProbeResult(BACKEND, url, "bad-answer", f"controller URL unusable: {exc}")
+        return ProbeResult(BACKEND, shown, "bad-answer", f"controller URL unusable: {exc}")
     node = config.node or socket.gethostname()
     token = load_token(config.auth_json)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         context = ssl_context(config) if any(t.scheme == "https" for t in targets) else None
     except (OSError, ssl.SSLError) as exc:
-        return ProbeResult(BACKEND, url, "tls", f"cannot load TLS material: {exc}")
+        return ProbeResult(BACKEND, shown, "tls", f"cannot load TLS material: {exc}")
 
     async def attempt(target: http.Target) -> ProbeResult:
         try:

@@ -84,20 +84,27 @@ def _connection(tree: list[psutil.Process], props: Optional[AgentProperties]) ->
     return False, f"no established TCP connection to the management server ({hosts} port {port})"
 
 
-def unit_main_pid(unit: str) -> Optional[int]:
-    """The unit's MainPID when systemd runs this host: the agent systemd would restart,
-    whatever else carries the class name (a second copy started by hand, a test)."""
+def unit_state(unit: str) -> tuple[Optional[int], str]:
+    """(MainPID, "ActiveState/SubState") of the agent's unit when systemd runs this host.
+
+    MainPID names the agent systemd would restart, whatever else carries the class name
+    (a second copy started by hand, a test); the state tells a stopped agent from one in
+    its RestartSec gap."""
     if not unit or not os.path.isdir("/run/systemd/system"):
-        return None
+        return None, ""
     try:
         result = subprocess.run(
-            ["systemctl", "show", "--property=MainPID", "--value", unit],
+            ["systemctl", "show", "--property=MainPID,ActiveState,SubState", unit],
             capture_output=True, text=True, timeout=SYSTEMCTL_TIMEOUT_S, check=False,
         )
     except (OSError, subprocess.SubprocessError):
-        return None
-    value = result.stdout.strip()
-    return int(value) if result.returncode == 0 and value.isdigit() and int(value) > 0 else None
+        return None, ""
+    if result.returncode != 0:
+        return None, ""
+    values = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    pid = values.get("MainPID", "")
+    state = f"{values.get('ActiveState', '')}/{values.get('SubState', '')}".strip("/")
+    return (int(pid) if pid.isdigit() and int(pid) > 0 else None), state
 
 
 def _describe(top: psutil.Process, props: Optional[AgentProperties]) -> AgentProcess:
@@ -144,7 +151,7 @@ def find_agent(
         tops = [p for p in candidates if p.info["ppid"] not in pids]
         if not tops:
             return None, SourceStatus("agent-process", True, f"no {MAIN_CLASS} process")
-        main_pid = unit_main_pid(unit)
+        main_pid, _ = unit_state(unit)
         by_unit = [p for p in tops if p.pid == main_pid]
         top = by_unit[0] if by_unit else min(tops, key=lambda p: p.info["create_time"])
         note = "" if by_unit or len(tops) == 1 else (

@@ -127,18 +127,6 @@ _JERSEY_NOTE = ("adaptor inferred from the Jersey client failure "
                 "(only the LINSTOR adaptor uses that client in the agent)")
 
 
-class LogHeader(NamedTuple):
-    """The first line of one agent log record, whatever capture it came through."""
-
-    ts: Optional[float]
-    level: str
-    category: str
-    thread: str
-    logid: Optional[str]
-    message: str
-    pid: Optional[int]
-
-
 class _At(NamedTuple):
     """Where and when a record was written, shared by the events it yields."""
 
@@ -241,7 +229,7 @@ class _Trace:
     __slots__ = (
         "line", "ts", "pid", "logid", "message", "origin", "lines", "exception",
         "adaptor", "adaptor_frame", "operation", "operation_frame", "weak_operation",
-        "jersey", "connect", "other_client",
+        "jersey",
     )
 
     def __init__(self, line: int, ts: Optional[float], pid: Optional[int], logid: str,
@@ -260,8 +248,6 @@ class _Trace:
         self.operation_frame = ""
         self.weak_operation = ""
         self.jersey = False
-        self.connect = False
-        self.other_client = False
 
     def feed(self, text: str) -> None:
         if self.lines >= _MAX_TRACE_LINES:
@@ -289,8 +275,6 @@ class _Trace:
     def _exception_evidence(self, text: str) -> None:
         if "ws.rs.ProcessingException" in text:
             self.jersey = True
-        if "java.net.ConnectException" in text:
-            self.connect = True
 
     def _frame(self, t: str) -> None:
         if "com.cloud.hypervisor.kvm.storage." in t:
@@ -305,8 +289,6 @@ class _Trace:
                     self.adaptor_frame = f"{simple}.{method}"
         elif "org.glassfish.jersey." in t or "com.linbit.linstor." in t:
             self.jersey = True
-        elif "com.cloud.utils.nio." in t or "org.apache.http." in t or "direct.download" in t:
-            self.other_client = True
         if not self.operation:
             for needle, operation in _OPERATION_FRAMES:
                 if needle in t:
@@ -317,8 +299,11 @@ class _Trace:
                 self.weak_operation = "pool-create"
 
     def event(self, file: str) -> Optional[LogEvent]:
-        storage_client = self.jersey or (self.connect and not self.other_client)
-        if not self.adaptor and not storage_client:
+        # Without an adaptor frame only the Jersey client names the storage: the agent
+        # uses it for LINSTOR alone. A bare java.net.ConnectException comes as well from
+        # template downloads (sun.net.www, commons-httpclient), the management-server
+        # link and more, and is storage evidence only beside an adaptor frame.
+        if not self.adaptor and not self.jersey:
             return None
         exception = self.exception
         if not exception:
@@ -728,36 +713,6 @@ class IncrementalParser:
         self._scanner = _Scanner(file, time.time())
         self._line = 0
         return pending
-
-
-def parse_header(line: str, now: Optional[float] = None) -> Optional[LogHeader]:
-    """The header fields of one line in any supported capture, or None for a line that
-    is not the first line of an agent record (a trace line, another program's syslog)."""
-    text = line.rstrip()
-    if text[:1] == ">":
-        text = _QUOTE.sub("", text, 1)
-    text = text.replace("#011", "\t")
-    pid = None
-    syslog_ts = None
-    m = _SYSLOG.match(text) if "]:" in text else None
-    if m is not None:
-        if not _is_agent_program(m.group("prog")):
-            return None
-        pid = int(m.group("pid")[:9])
-        syslog_ts = _syslog_ts(m, time.time() if now is None else now)
-        text = m.group("rest")
-    g = _GREP.match(text)
-    if g is not None and g.end():
-        text = text[g.end():]
-    h = _HEADER.match(text)
-    if h is None:
-        return None
-    stamp = h.group("ts")
-    return LogHeader(
-        ts=_log4j_ts(stamp, {}) if stamp else syslog_ts,
-        level=h.group("lvl"), category=h.group("cat"), thread=h.group("thr") or "",
-        logid=h.group("logid"), message=h.group("msg").lstrip(), pid=pid,
-    )
 
 
 _ROTATED_NUMBER = re.compile(r"\.(\d{1,6})(?:\.gz)?")

@@ -31,13 +31,27 @@ def ensure_state_dir(state_dir: str) -> None:
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
 
 
+LOCK_WAIT_S = 10.0
+
+
 @contextlib.contextmanager
-def locked(state_dir: str) -> Iterator[None]:
-    """Serialise read-modify-write between the daemon and on-demand checks."""
+def locked(state_dir: str, wait: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Serialise read-modify-write between the daemon and on-demand checks. Held only
+    around reading or writing the file, never while evidence is gathered; a holder stuck
+    longer than `wait` raises TimeoutError rather than hanging the caller."""
     ensure_state_dir(state_dir)
     fd = os.open(os.path.join(state_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{state_dir}/{LOCK_NAME} held by another process "
+                                       f"for over {wait:g}s") from None
+                time.sleep(0.02)
         yield
     finally:
         os.close(fd)

@@ -18,6 +18,7 @@ from guard.model import ManagementHost, Pool, SourceStatus
 from guard.sources.agentconf import AgentProperties
 
 _SECRET_PARAMS = re.compile(r"(?i)(apikey|signature|secret|key|sessionkey)=[^&\s'\"]+")
+_USERINFO = re.compile(r"^(\s*(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//|\s*)[^/?#]*@")
 
 
 class ManagementError(Exception):
@@ -27,6 +28,16 @@ class ManagementError(Exception):
 def redact(text: str) -> str:
     """Exception texts from requests quote the full URL, key and signature included."""
     return _SECRET_PARAMS.sub(r"\1=<redacted>", text)
+
+
+def without_userinfo(url: str) -> str:
+    """The URL without a `user:password@` in its authority (scheme://host:port/path stay):
+    an endpoint or controller URL written with credentials must not print them.
+
+    Textual, so that it also works on what no URL parser accepts (a bare host:port, a bad
+    port); like urlsplit, the authority ends at the first / ? or #, and the userinfo at
+    its last @."""
+    return _USERINFO.sub(r"\1", url, count=1)
 
 
 def _client(config: ManagementConfig) -> Any:
@@ -113,6 +124,17 @@ def _find_host(client: Any, config: ManagementConfig, hostname: str) -> dict[str
     )
 
 
+def _server_version(client: Any) -> str:
+    """The release decides what the server tells agents on deletion; unknown is fine."""
+    try:
+        answer = client.listCapabilities()
+    except Exception:  # noqa: BLE001 - the version only refines a judgement; never fatal
+        return ""
+    capability = answer.get("capability", {}) if isinstance(answer, dict) else {}
+    version = capability.get("cloudstackversion", "") if isinstance(capability, dict) else ""
+    return version if isinstance(version, str) else ""
+
+
 def _in_scope(pool: dict[str, Any], host: ManagementHost, local_uuids: set[str]) -> bool:
     scope = str(pool.get("scope", "")).upper()
     if scope == "CLUSTER":
@@ -145,17 +167,21 @@ def read_management(
 ) -> tuple[Optional[ManagementHost], list[Pool], SourceStatus]:
     if config is None:
         return None, [], SourceStatus("management", True, "not configured", configured=False)
-    where = redact(config.credentials.endpoint)
+    where = redact(without_userinfo(config.credentials.endpoint))
+    if props is None:
+        return None, [], SourceStatus(
+            "management", False, f"{where}: not asked, since agent.properties is unreadable and "
+            "this host's own local pools cannot be told from other hosts' without it")
     try:
         client = _client(config)
         raw = _find_host(client, config, hostname)
         host = ManagementHost(
             id=str(raw.get("id", "")), name=str(raw.get("name", "")),
             state=str(raw.get("state", "")), cluster_id=str(raw.get("clusterid", "")),
-            zone_id=str(raw.get("zoneid", "")),
+            zone_id=str(raw.get("zoneid", "")), server_version=_server_version(client),
         )
         entries = _call(client, "listStoragePools", zoneid=host.zone_id)
-        local = set(props.local_storage_uuids) if props else set()
+        local = set(props.local_storage_uuids)
         pools = [
             _pool(e) for e in entries
             if e.get("id") and _in_scope(e, host, local)
