@@ -22,11 +22,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import Callable, Optional, TextIO
 
 AGENT_SHELL = "com.cloud.agent.AgentShell"
 AGENT = "com.cloud.agent.Agent"
@@ -66,10 +67,12 @@ class Log4j:
     """Writes `%d{ISO8601} %-5p [%c{3}] (%t:%x) (logid:%X{logcontextid}) %m%n`, flushed
     per line so a reader tailing the file sees each line as the agent would write it.
     SIGTERM is held off while a line is written so the shutdown line never lands in the
-    middle of another one."""
+    middle of another one, and a lock keeps the lines (and the stack traces that follow
+    a message) of concurrent threads whole, as log4j's appender lock does."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
+        self._lock = threading.Lock()
 
     def log(self, level: str, category: str, thread: str, message: str, logid: str = "") -> None:
         now = datetime.now()
@@ -78,8 +81,9 @@ class Log4j:
         line = f"{stamp} {level:<5} [{short}] ({thread}:null) (logid:{logid}) {message}\n"
         held = signal.pthread_sigmask(signal.SIG_BLOCK, _SHUTDOWN_SIGNALS)
         try:
-            self.stream.write(line)
-            self.stream.flush()
+            with self._lock:
+                self.stream.write(line)
+                self.stream.flush()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
@@ -111,6 +115,77 @@ def _hold(sock: socket.socket) -> None:
             return
 
 
+def management_address(props: dict[str, str]) -> tuple[str, int]:
+    """The first `host` of agent.properties (a comma list, maybe `@<lb algorithm>`) and `port`."""
+    host = props.get("host", "localhost").split("@")[0].split(",")[0].strip()
+    return host, int(props.get("port", "8250"))
+
+
+def write_startup(log: Log4j, properties_path: str, version: str) -> None:
+    """AgentShell's first lines, which mark a new incarnation of the agent in its log."""
+    log.log("INFO", AGENT_SHELL, "main", "Agent started")
+    log.log("INFO", AGENT_SHELL, "main", f"Implementation Version is {version}")
+    log.log("INFO", AGENT_SHELL, "main", f"{_STARTED_MARKER}{properties_path}")
+
+
+def write_stopping(log: Log4j) -> None:
+    """What the JVM's shutdown hook logs on SIGTERM/SIGINT."""
+    log.log("INFO", AGENT, "AgentShutdownThread", "Stopping the agent: Reason = sig.kill")
+
+
+class ManagementLink:
+    """The agent's one TCP connection to its management server: connect, retry while
+    refused, hold it, and reconnect when the server drops it, logging as the agent does.
+
+    `on_connected()` runs after every (re)connection, for callers that also log what the
+    server's startup answer makes the agent write.
+    """
+
+    def __init__(
+        self, log: Log4j, host: str, port: int,
+        on_connected: Optional[Callable[[], None]] = None,
+    ) -> None:
+        self.log = log
+        self.host = host
+        self.port = port
+        self.on_connected = on_connected
+        self.sock: Optional[socket.socket] = None
+
+    @property
+    def connected(self) -> bool:
+        return self.sock is not None
+
+    def run(self) -> None:
+        """Never returns by itself; a caller stops it by raising out of it or by exiting."""
+        log, host, port = self.log, self.host, self.port
+        self.sock = _connect(log, host, port, "main", "")
+        while self.sock is None:
+            time.sleep(RETRY_SECONDS)
+            log.log("INFO", AGENT, "main", f"Connecting to host:{host}")
+            self.sock = _connect(log, host, port, "main", "")
+        while True:
+            if self.on_connected is not None:
+                self.on_connected()
+            _hold(self.sock)
+            self.close()
+            thread, logid = "Agent-Handler-1", secrets.token_hex(4)
+            log.log(
+                "INFO", AGENT, thread,
+                f"Lost connection to host: {host}. Attempting reconnection while we "
+                "still have 0 commands in progress.", logid,
+            )
+            while self.sock is None:
+                log.log("INFO", AGENT, thread, f"Reconnecting to host:{host}", logid)
+                self.sock = _connect(log, host, port, thread, logid)
+                time.sleep(RETRY_SECONDS)
+            log.log("INFO", AGENT, thread, f"Connected to the host: {host}", logid)
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
+
+
 def run(properties_path: str, log_path: str, version: str) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise _Shutdown
@@ -118,45 +193,21 @@ def run(properties_path: str, log_path: str, version: str) -> int:
     for signum in _SHUTDOWN_SIGNALS:
         signal.signal(signum, on_signal)
 
-    props = read_properties(Path(properties_path).read_text())
-    host = props.get("host", "localhost").split("@")[0].split(",")[0].strip()
-    port = int(props.get("port", "8250"))
+    host, port = management_address(read_properties(Path(properties_path).read_text()))
 
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    sock: socket.socket | None = None
     with open(log_path, "a", encoding="utf-8") as stream:
         log = Log4j(stream)
+        link = ManagementLink(log, host, port)
         try:
-            log.log("INFO", AGENT_SHELL, "main", "Agent started")
-            log.log("INFO", AGENT_SHELL, "main", f"Implementation Version is {version}")
-            log.log("INFO", AGENT_SHELL, "main", f"{_STARTED_MARKER}{properties_path}")
-            sock = _connect(log, host, port, "main", "")
-            while sock is None:
-                time.sleep(RETRY_SECONDS)
-                log.log("INFO", AGENT, "main", f"Connecting to host:{host}")
-                sock = _connect(log, host, port, "main", "")
-            while True:
-                _hold(sock)
-                sock.close()
-                sock = None
-                thread, logid = "Agent-Handler-1", secrets.token_hex(4)
-                log.log(
-                    "INFO", AGENT, thread,
-                    f"Lost connection to host: {host}. Attempting reconnection while we "
-                    "still have 0 commands in progress.", logid,
-                )
-                while sock is None:
-                    log.log("INFO", AGENT, thread, f"Reconnecting to host:{host}", logid)
-                    sock = _connect(log, host, port, thread, logid)
-                    time.sleep(RETRY_SECONDS)
-                log.log("INFO", AGENT, thread, f"Connected to the host: {host}", logid)
+            write_startup(log, properties_path, version)
+            link.run()
         except _Shutdown:
             for signum in _SHUTDOWN_SIGNALS:
                 signal.signal(signum, signal.SIG_IGN)
-            log.log("INFO", AGENT, "AgentShutdownThread", "Stopping the agent: Reason = sig.kill")
+            write_stopping(log)
         finally:
-            if sock is not None:
-                sock.close()
+            link.close()
     return 0
 
 
