@@ -380,8 +380,14 @@ class Daemon:
         self.history = self.base = merged
 
     async def consider_restart(self, snap: Snapshot, findings: list[Finding]) -> None:
+        """Every gate is read fresh: the agent's children (a copy started a moment ago),
+        the cluster's hosts (a peer that just went down), the history (an operator's
+        restart)."""
         await self._save(self.history, force=True)
         host = snap.management_host
+        if self.agent is not None:
+            fresh = await self.in_thread(inspect_agent, self.agent.incarnation, self.props)
+            self.agent = fresh or self.agent
         in_flight = await self.in_thread(gather_in_flight, self.agent, self.config.libvirt.uri,
                                          self.config.probes.timeout)
         cluster, problem = (None, "")

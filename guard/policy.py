@@ -147,6 +147,10 @@ def _gate_rate(history: History, config: RemediationConfig, now: float, force: b
         if now - last < config.cooldown:
             return GateReading("rate", False, f"cooldown: last restart {now - last:.0f}s ago, "
                                f"cooldown {config.cooldown:g}s")
+        pending = [r for r in history.restarts if r.outcome in ("requested", "verified")]
+        if pending and now - pending[-1].at < config.settle:
+            return GateReading("rate", False, "waiting to see whether the last restart helped "
+                               f"(judged {config.settle:g}s after it)")
     return GateReading("rate", True, f"{len(recent)} of {config.max_restarts} restarts used in the window")
 
 

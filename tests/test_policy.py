@@ -139,3 +139,12 @@ def test_a_restart_that_did_not_help_opens_the_breaker_and_clearing_closes_it():
     assert cleared.breaker_open_since is None
     helped = judge_last_restart(verified, [], NOW, settle=60)
     assert helped.restarts[-1].outcome == "helped" and helped.breaker_open_since is None
+
+
+def test_no_second_restart_before_the_first_is_judged():
+    pending = History(restarts=(RestartRecord(NOW - 20, "r", 1, pools=(POOL,), outcome="verified"),))
+    config = RemediationConfig(cooldown=1, settle=60)
+    refused = run(history=pending, config=config).refused_by
+    assert refused.gate == "rate" and "whether the last restart helped" in refused.reading
+    judged = History(restarts=(RestartRecord(NOW - 20, "r", 1, pools=(POOL,), outcome="helped"),))
+    assert run(history=judged, config=config).act
