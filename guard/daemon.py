@@ -30,7 +30,7 @@ from guard.evaluate import evaluate, overall
 from guard.follow import Follower
 from guard.history import History
 from guard.model import AgentProcess, Finding, LogEvent, Pool, ProbeResult, Snapshot, SourceStatus
-from guard.policy import Decision, anchor_for, decide, judge_last_restart
+from guard.policy import Decision, anchor_for, decide, judge_last_restart, peers_busy
 from guard.probes import linstor
 from guard.record import record
 from guard.remediate import carry_out, cluster_reading, gather_in_flight
@@ -87,6 +87,7 @@ class Daemon:
         self.probe_now = asyncio.Event()
         self.stopping = asyncio.Event()
         self.restarting = False
+        self.peer_busy: tuple[float, str] = (0.0, "")
         self.probes_ready = False
         self.last_status = ""
         self.evaluations = 0
@@ -398,9 +399,14 @@ class Daemon:
                 cluster, problem = await self.in_thread(cluster_reading, self.config, host.id,
                                                         host.cluster_id)
         fixable = tuple(f for f in findings if f.restart_helps)
+        now = time.time()
+        busy = peers_busy(cluster) if cluster is not None else []
+        if busy:
+            self.peer_busy = (now, busy[-1].id)
+        anchor = max(anchor_for(fixable, self.history, snap.now), self.peer_busy[0])
         decision = decide(findings, self.config.mode, self.config.remediation, self.history,
-                          time.time(), in_flight, cluster, anchor_for(fixable, self.history, snap.now),
-                          cluster_problem=problem)
+                          now, in_flight, cluster, anchor, cluster_problem=problem,
+                          after_peer=self.peer_busy[1])
         self._log_decision(decision)
         if decision.act:
             self.restarting = True

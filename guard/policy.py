@@ -76,16 +76,24 @@ def storage_children(children: tuple[ChildProcess, ...]) -> tuple[ChildProcess, 
     )
 
 
-def stagger_delay(this_host_id: str, host_ids: tuple[str, ...], slot: float) -> float:
+def _digest(host_id: str) -> bytes:
+    return hashlib.sha256(host_id.encode()).digest()
+
+
+def stagger_delay(this_host_id: str, host_ids: tuple[str, ...], slot: float, after: str = "") -> float:
     """This host's own slot: its rank among its cluster by a hash of the host id, plus a
     jitter inside the first quarter of the slot. Deterministic, so every host computes
-    the same order without talking to the others, and no two hosts share a slot."""
-    def digest(host_id: str) -> bytes:
-        return hashlib.sha256(host_id.encode()).digest()
+    the same order without talking to the others, and no two hosts share a slot.
 
-    ordered = sorted(set(host_ids) | {this_host_id}, key=digest)
-    jitter = int.from_bytes(digest(this_host_id)[:4], "big") / 2**32 * slot / 4
-    return ordered.index(this_host_id) * slot + jitter
+    `after` names the peer whose restart this host just waited for: counting on from it
+    around the circle, the next host goes next, instead of every waiting host starting
+    its whole rank over again (which made a cluster's remediation quadratic)."""
+    ordered = sorted(set(host_ids) | {this_host_id} | ({after} if after else set()), key=_digest)
+    rank = ordered.index(this_host_id)
+    if after:
+        rank = (rank - ordered.index(after) - 1) % len(ordered)
+    jitter = int.from_bytes(_digest(this_host_id)[:4], "big") / 2**32 * slot / 4
+    return rank * slot + jitter
 
 
 def restarts_in_window(history: History, now: float, window: float) -> tuple[RestartRecord, ...]:
@@ -154,19 +162,28 @@ def _gate_rate(history: History, config: RemediationConfig, now: float, force: b
     return GateReading("rate", True, f"{len(recent)} of {config.max_restarts} restarts used in the window")
 
 
+def peers_busy(cluster: ClusterView) -> list[ManagementHost]:
+    """Peers that are not Up now. A host refused for this counts its stagger slot again,
+    from the moment they are Up and from the busy peer's place in the order: otherwise
+    every host whose slot passed meanwhile would retry at the same instant."""
+    busy = [h for h in cluster.hosts if h.id != cluster.this_host_id and h.state in BUSY_HOST_STATES]
+    return sorted(busy, key=lambda h: _digest(h.id))
+
+
 def _gate_cluster(
-    cluster: Optional[ClusterView], problem: str, anchor: float, now: float, slot: float, force: bool
+    cluster: Optional[ClusterView], problem: str, anchor: float, now: float, slot: float, force: bool,
+    after: str,
 ) -> tuple[GateReading, Optional[float]]:
     if problem:
         return GateReading("cluster", False, f"cannot read the cluster's hosts: {problem}"), None
     if cluster is None:
         return GateReading("cluster", True, "management API not configured: no cluster view"), None
-    busy = [h for h in cluster.hosts if h.id != cluster.this_host_id and h.state in BUSY_HOST_STATES]
+    busy = peers_busy(cluster)
     if busy:
         names = ", ".join(f"{h.name} {h.state}" for h in busy)
         return GateReading("cluster", False, f"another host of this cluster is not Up: {names}"), None
     peers = tuple(h.id for h in cluster.hosts)
-    delay = stagger_delay(cluster.this_host_id, peers, slot)
+    delay = stagger_delay(cluster.this_host_id, peers, slot, after)
     acts_at = anchor + delay
     if now < acts_at and not force:
         return GateReading("cluster", False, f"staggered: this host's slot starts in "
@@ -195,12 +212,14 @@ def decide(
     anchor: float,
     force: bool = False,
     cluster_problem: str = "",
+    after_peer: str = "",
 ) -> Decision:
-    """Every gate is read even after one refuses, so the operator sees the whole picture;
-    `anchor` is when the condition appeared (hosts that saw it together stagger from it)."""
+    """Every gate is read even after one refuses, so the operator sees the whole picture.
+    `anchor` is when the condition appeared (hosts that saw it together stagger from it),
+    or when the last busy peer (`after_peer`) was seen, whichever is later."""
     finding, fixable = _gate_finding(findings, force)
     cluster_reading, wait_until = _gate_cluster(
-        cluster, cluster_problem, anchor, now, config.stagger_slot, force)
+        cluster, cluster_problem, anchor, now, config.stagger_slot, force, after_peer)
     readings = (
         finding,
         _gate_mode(mode, force),

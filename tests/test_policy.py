@@ -148,3 +148,12 @@ def test_no_second_restart_before_the_first_is_judged():
     assert refused.gate == "rate" and "whether the last restart helped" in refused.reading
     judged = History(restarts=(RestartRecord(NOW - 20, "r", 1, pools=(POOL,), outcome="helped"),))
     assert run(history=judged, config=config).act
+
+
+def test_after_a_busy_peer_the_next_host_in_the_order_goes_next():
+    ids = tuple(f"host-{i}" for i in range(8))
+    order = sorted(ids, key=lambda h: stagger_delay(h, ids, 10.0))
+    peer = order[3]
+    after = sorted(ids, key=lambda h: stagger_delay(h, ids, 10.0, after=peer) if h != peer else 1e9)
+    assert after[:7] == order[4:] + order[:3]
+    assert stagger_delay(order[4], ids, 10.0, after=peer) < 10.0
