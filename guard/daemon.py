@@ -44,6 +44,8 @@ from guard.sources.management import read_management
 EX_CONFIG = 78
 LOG_POLL_S = 0.05
 LOG_QUIET_FLUSH_S = 0.1
+COALESCE_S = 0.005
+"""Changes arriving together (a pool event and the listing it triggers) are judged once."""
 AGENT_CHECK_S = 1.0
 AGENT_RESCAN_S = 30.0
 AGENT_DETAIL_S = 5.0
@@ -167,16 +169,22 @@ class Daemon:
         follower = Follower(path)
         parser = IncrementalParser(path)
         quiet_since = time.monotonic()
+
+        def read() -> tuple[list[LogEvent], bool]:
+            """In a worker thread: a big backlog must not stall the loop (or the watchdog)."""
+            lines, new_file = follower.poll()
+            events = parser.feed(lines) if lines else []
+            if new_file:
+                events += parser.restart(path)
+            return events, bool(lines)
+
         try:
             while not self.stopping.is_set():
-                lines, new_file = follower.poll()
-                events = parser.feed(lines) if lines else []
-                if lines:
+                events, got_lines = await self.in_thread(read)
+                if got_lines:
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since > LOG_QUIET_FLUSH_S:
                     events += parser.flush()
-                if new_file:
-                    events += parser.restart(path)
                 for event in events:
                     self._add_event(event)
                 status = SourceStatus("agent-log", not follower.problem,
@@ -318,6 +326,7 @@ class Daemon:
     async def evaluate_loop(self, first_full: Callable[[], None]) -> None:
         while not self.stopping.is_set():
             await self.dirty.wait()
+            await asyncio.sleep(COALESCE_S)
             self.dirty.clear()
             complete = self._complete()
             await self.evaluate_once()

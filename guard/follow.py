@@ -17,6 +17,9 @@ import os
 from typing import BinaryIO, Optional
 
 READ_CHUNK = 1024 * 1024
+MAX_PER_POLL = 8 * READ_CHUNK
+"""A huge log (read from its start when the guard starts) is caught up in slices, so one
+poll never holds megabytes of lines at once; the rest comes on the next polls."""
 HEAD_BYTES = 256
 
 
@@ -59,13 +62,17 @@ class Follower:
         self._head = current
         return False
 
-    def _read_all(self) -> bytes:
-        chunks = []
-        while True:
+    def _read(self, limit: Optional[int] = MAX_PER_POLL) -> bytes:
+        """Up to `limit` bytes (None: to the end, for a file about to be let go)."""
+        chunks: list[bytes] = []
+        total = 0
+        while limit is None or total < limit:
             chunk = self._handle.read(READ_CHUNK)
             if not chunk:
-                return b"".join(chunks)
+                break
             chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
 
     def _lines(self, data: bytes, final: bool = False) -> list[str]:
         data = self._partial + data
@@ -95,9 +102,9 @@ class Follower:
         except OSError as exc:
             if not isinstance(exc, FileNotFoundError):
                 self.problem = f"{self.path}: cannot stat ({exc.strerror})"
-            return self._lines(self._read_all()), False
+            return self._lines(self._read()), False
         if (info.st_dev, info.st_ino) != self._identity:
-            lines = self._lines(self._read_all(), final=True)
+            lines = self._lines(self._read(None), final=True)
             self._handle.close()
             self._handle = None
             self.rotations += 1
@@ -109,7 +116,7 @@ class Follower:
             self._head = b""
             self.rotations += 1
             return lines, True
-        return self._lines(self._read_all()), False
+        return self._lines(self._read()), False
 
     def close(self) -> None:
         if self._handle is not None:

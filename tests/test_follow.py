@@ -72,3 +72,17 @@ def test_start_at_end(tmp_path):
     follower = Follower(str(log), from_start=False)
     write(log, "new\n")
     assert drain(follower)[0] == ["new"]
+
+
+def test_a_big_backlog_is_caught_up_in_slices_without_loss(tmp_path, monkeypatch):
+    monkeypatch.setattr("guard.follow.MAX_PER_POLL", 1000)
+    monkeypatch.setattr("guard.follow.READ_CHUNK", 100)
+    log = tmp_path / "agent.log"
+    write(log, "".join(f"line {i:05d}\n" for i in range(1000)))
+    follower = Follower(str(log))
+    first, _ = follower.poll()
+    assert 0 < len(first) < 1000
+    os.rename(log, tmp_path / "agent.log.1")
+    write(log, "after\n")
+    seen, _ = drain(follower, rounds=20)
+    assert first + seen == [f"line {i:05d}" for i in range(1000)] + ["after"]
