@@ -62,11 +62,11 @@ class Follower:
         self._head = current
         return False
 
-    def _read(self, limit: Optional[int] = MAX_PER_POLL) -> bytes:
-        """Up to `limit` bytes (None: to the end, for a file about to be let go)."""
+    def _read(self, to_end: bool = False) -> bytes:
+        """One poll's slice, or (for a file about to be let go) everything left."""
         chunks: list[bytes] = []
         total = 0
-        while limit is None or total < limit:
+        while to_end or total < MAX_PER_POLL:
             chunk = self._handle.read(READ_CHUNK)
             if not chunk:
                 break
@@ -104,7 +104,7 @@ class Follower:
                 self.problem = f"{self.path}: cannot stat ({exc.strerror})"
             return self._lines(self._read()), False
         if (info.st_dev, info.st_ino) != self._identity:
-            lines = self._lines(self._read(None), final=True)
+            lines = self._lines(self._read(to_end=True), final=True)
             self._handle.close()
             self._handle = None
             self.rotations += 1
