@@ -21,7 +21,7 @@ from guard.evaluate import evaluate, overall
 from guard.history import History
 from guard.logsetup import FORMATS
 from guard.model import Evidence, Finding, ProbeResult, Severity, Snapshot, SourceStatus
-from guard.policy import Decision, anchor_for, close_breaker, decide
+from guard.policy import Decision, close_breaker, decide
 from guard.probes import linstor
 from guard.record import record
 from guard.remediate import carry_out, cluster_reading, gather_in_flight
@@ -244,9 +244,10 @@ def cmd_restart_agent(args: argparse.Namespace) -> int:
         host = snap.management_host
         cluster, problem = (cluster_reading(config, host.id, host.cluster_id) if host
                             else (None, "this host is not known to the management server"))
-    fixable = tuple(f for f in findings if f.restart_helps)
-    decision = decide(findings, config.mode, config.remediation, base, snap.now, in_flight, cluster,
-                      anchor_for(fixable, base, snap.now), force=args.force, cluster_problem=problem)
+    # Run by hand, the operator is the coordination the stagger stands in for: no waiting
+    # for a slot (anchor in the past), but a peer host that is down still refuses.
+    decision = decide(findings, config.mode, config.remediation, base, time.time(), in_flight, cluster,
+                      0.0, force=args.force, cluster_problem=problem)
     print(f"gates for restarting {config.agent.unit}:")
     _print_decision(decision, config.agent.unit)
     if not decision.act:
