@@ -13,12 +13,13 @@ from dataclasses import replace
 from guard.config import Config
 from guard.drivers import driver_for
 from guard.history import History
-from guard.model import CLOCK_SLACK_S, Snapshot
+from guard.model import CLOCK_SLACK_S, Snapshot, SourceStatus
 from guard.probes import linstor
 from guard.record import detached, record
 from guard.sources.agent import find_agent, unit_state
 from guard.sources.agentconf import read_agent_properties
 from guard.sources.agentlog import read_agent_log
+from guard.sources.bounded import Bounded
 from guard.sources.libvirt import read_libvirt_pools
 from guard.sources.management import read_management
 
@@ -46,17 +47,33 @@ def probe_targets(history: History, snap: Snapshot) -> list[tuple[str, str]]:
     return targets
 
 
+def _management_deadline(config: Config) -> float:
+    """Finding the host, the server's version and the pool listing are three calls; the
+    whole read gets one timeout's worth plus a second, so a hung server costs a check
+    seconds, not three timeouts (monitoring kills plugins after 10 s by default)."""
+    return (config.management.timeout if config.management else 0.0) + 1.0
+
+
 def collect(config: Config, history: History) -> Snapshot:
+    """The slow sources (libvirt, the management server) run concurrently with the local
+    ones, each under its own deadline."""
     now = time.time()
     props, props_status = read_agent_properties(config.agent.properties)
+    hostname = socket.gethostname()
+    libvirt_call = Bounded(lambda: read_libvirt_pools(config.libvirt.uri, config.probes.timeout))
+    management_call = Bounded(lambda: read_management(config.management, hostname, props))
     agent, agent_status = find_agent(props, config.agent.unit)
     unit = unit_state(config.agent.unit)[1] if agent is None else ""
-    pools, libvirt_status = read_libvirt_pools(config.libvirt.uri, config.probes.timeout)
     since = (agent.incarnation.start_time - CLOCK_SLACK_S if agent
              else now - LOG_LOOKBACK_WITHOUT_AGENT_S)
     events, log_status = read_agent_log(config.agent.log, since=since)
-    hostname = socket.gethostname()
-    host, managed, mgmt_status = read_management(config.management, hostname, props)
+    pools, libvirt_status = libvirt_call.result(config.probes.timeout + 1.0)
+    try:
+        host, managed, mgmt_status = management_call.result(_management_deadline(config))
+    except TimeoutError:
+        host, managed = None, []
+        mgmt_status = SourceStatus("management", False, f"no complete answer within "
+                                   f"{_management_deadline(config):g}s")
     versions = [e.detail for e in events if e.kind == "agent-version" and e.ts and e.ts >= since]
     snap = Snapshot(
         now=now,

@@ -178,3 +178,19 @@ def test_corrupt_history_is_moved_aside(host):
     assert run.returncode == 0
     assert "corrupt" in run.doc["sources"]["history"]["detail"]
     assert list(host.state_dir.glob("history.json.corrupt-*"))
+
+
+def test_hung_management_server_costs_one_timeout_and_keeps_other_findings(host):
+    """Three API calls against a hung server must not take three timeouts: monitoring
+    kills a plugin after 10 s by default, and then every finding is lost."""
+    pool = host.add_linstor_pool()
+    assert host.check().returncode == 0
+    host.mgmt.remove_pool(pool)
+    assert host.check().returncode == 1
+    host.linstor.stop()
+    host.mgmt.hang()
+    run = host.check()
+    assert run.returncode == 2, run.stdout
+    assert run.kinds() == ["source-unavailable", "stale-pool"]
+    assert "answer within" in run.doc["sources"]["management"]["detail"]
+    assert run.elapsed < 6 + PROBE_TIMEOUT_S + 1.0, run.elapsed

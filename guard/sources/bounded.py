@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable
 
 
-def run_bounded(work: Callable[[], Any], timeout: float) -> Any:
-    """Run blocking library code with a deadline. A hung libvirtd blocks its client
-    forever; the daemon thread is abandoned rather than allowed to hold up the check."""
-    result: dict[str, Any] = {}
+class Bounded:
+    """Blocking library code started now in a daemon thread, collected later with a
+    deadline. A hung libvirtd or management server blocks its client indefinitely; the
+    thread is then abandoned, never allowed to hold up the check or the interpreter's exit."""
 
-    def target() -> None:
+    def __init__(self, work: Callable[[], Any], name: str = "bounded-call") -> None:
+        self._result: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._run, args=(work,), name=name, daemon=True)
+        self._started = time.monotonic()
+        self._thread.start()
+
+    def _run(self, work: Callable[[], Any]) -> None:
         try:
-            result["value"] = work()
+            self._result["value"] = work()
         except BaseException as exc:  # noqa: BLE001 - handed back to the caller
-            result["error"] = exc
+            self._result["error"] = exc
 
-    thread = threading.Thread(target=target, name="bounded-call", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise TimeoutError(f"no answer within {timeout:g}s")
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+    def result(self, timeout: float) -> Any:
+        """Raises TimeoutError once `timeout` has passed since the call was started."""
+        self._thread.join(max(0.0, timeout - (time.monotonic() - self._started)))
+        if self._thread.is_alive():
+            raise TimeoutError(f"no answer within {timeout:g}s")
+        if "error" in self._result:
+            raise self._result["error"]
+        return self._result["value"]
+
+
+def run_bounded(work: Callable[[], Any], timeout: float) -> Any:
+    return Bounded(work).result(timeout)
