@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import libvirt
 import pytest
 
+from tests.harness.host import GuardHost
 from tests.harness.libvirtd import LibvirtdError, PrivateLibvirtd, tracked_connection
 
 
@@ -41,3 +43,12 @@ def libvirt_conn(libvirtd: PrivateLibvirtd) -> Iterator[libvirt.virConnect]:
     """A connection to the private libvirtd; pools the test adds are removed afterwards."""
     with tracked_connection(libvirtd) as conn:
         yield conn
+
+
+@pytest.fixture
+def host(tmp_path: Path, libvirtd: PrivateLibvirtd) -> Iterator[GuardHost]:
+    """A whole KVM host on loopback for the guard: see tests/harness/host.py."""
+    if not libvirtd.running:
+        libvirtd.start()
+    with GuardHost(tmp_path, libvirtd.uri) as guard_host:
+        yield guard_host

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-from tests.harness.host import API_KEY, API_SECRET, PROBE_TIMEOUT_S, GuardHost
+from tests.harness.host import API_KEY, API_SECRET, PROBE_TIMEOUT_S
 from tests.harness.libvirtd import define_netfs_pool
 
 LINSTOR_STOP_FAILURE = """\
@@ -23,14 +21,6 @@ javax.ws.rs.ProcessingException: java.net.ConnectException: Connection refused (
 \tat com.cloud.hypervisor.kvm.resource.wrapper.LibvirtStopCommandWrapper.execute(LibvirtStopCommandWrapper.java:120)
 \tat com.cloud.agent.Agent.processRequest(Agent.java:660)
 """
-
-
-@pytest.fixture
-def host(tmp_path, libvirtd):
-    if not libvirtd.running:
-        libvirtd.start()
-    with GuardHost(tmp_path, libvirtd.uri) as guard_host:
-        yield guard_host
 
 
 def stale(run):

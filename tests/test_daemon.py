@@ -11,19 +11,10 @@ import time
 import pytest
 
 from tests.harness.daemon import RunningDaemon
-from tests.harness.host import GuardHost
 from tests.harness.libvirtd import define_dir_pool
 from tests.test_check_scenarios import LINSTOR_STOP_FAILURE
 
 NFS_UUID = "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
-
-
-@pytest.fixture
-def host(tmp_path, libvirtd):
-    if not libvirtd.running:
-        libvirtd.start()
-    with GuardHost(tmp_path, libvirtd.uri) as guard_host:
-        yield guard_host
 
 
 @pytest.fixture

@@ -8,20 +8,17 @@ import sys
 
 import pytest
 
-from tests.harness.host import REPO, GuardHost
+from tests.harness.host import REPO
 
 
 @pytest.fixture
-def stale_host(tmp_path, libvirtd):
+def stale_host(host):
     """A host whose agent holds a deleted LINSTOR pool whose controller is gone."""
-    if not libvirtd.running:
-        libvirtd.start()
-    with GuardHost(tmp_path, libvirtd.uri) as host:
-        pool = host.add_linstor_pool()
-        assert host.check().returncode == 0
-        host.mgmt.remove_pool(pool)
-        host.linstor.stop()
-        yield host
+    pool = host.add_linstor_pool()
+    assert host.check().returncode == 0
+    host.mgmt.remove_pool(pool)
+    host.linstor.stop()
+    return host
 
 
 def set_mode(host, mode: str) -> None:
@@ -54,14 +51,11 @@ def test_force_passes_the_mode_gate_but_not_in_flight_work(stale_host):
     assert run.returncode == 0 and "overridden by --force" in run.stdout
 
 
-def test_nothing_to_fix_is_refused(tmp_path, libvirtd):
-    if not libvirtd.running:
-        libvirtd.start()
-    with GuardHost(tmp_path, libvirtd.uri) as host:
-        host.add_linstor_pool()
-        run = host.run_cli("restart-agent", "--dry-run", "--config", str(host.config))
-        assert run.returncode == 1
-        assert "[REFUSE] finding   no finding that an agent restart fixes" in run.stdout
+def test_nothing_to_fix_is_refused(host):
+    host.add_linstor_pool()
+    run = host.run_cli("restart-agent", "--dry-run", "--config", str(host.config))
+    assert run.returncode == 1
+    assert "[REFUSE] finding   no finding that an agent restart fixes" in run.stdout
 
 
 def test_config_error_is_a_failure(tmp_path):

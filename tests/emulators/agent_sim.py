@@ -78,6 +78,7 @@ from tests.emulators.agent_standin import (  # noqa: E402
     ManagementLink,
     management_address,
     read_properties,
+    stop_group,
     write_startup,
     write_stopping,
 )
@@ -732,18 +733,7 @@ def start_sim(
 def stop_sim(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int:
     """SIGTERM its whole process group, as systemd stops a unit's control group (storage
     work children included); SIGKILL if it hangs. Returns the simulator's exit status."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
-    if proc in _live:
-        _live.remove(proc)
-    return proc.returncode
+    return stop_group(proc, _live, timeout)
 
 
 @atexit.register

@@ -252,18 +252,24 @@ def start_standin(
     raise RuntimeError(f"agent stand-in wrote no startup lines to {log_file} in {ready_timeout}s")
 
 
-def stop_standin(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int:
-    """SIGTERM it like `systemctl stop`, SIGKILL if it hangs; returns the exit status."""
+def stop_group(proc: subprocess.Popen[bytes], live: list, timeout: float = 5.0) -> int:
+    """SIGTERM its process group like `systemctl stop`, SIGKILL if it hangs; the exit status."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=timeout)
-    if proc in _live:
-        _live.remove(proc)
+    if proc in live:
+        live.remove(proc)
     return proc.returncode
+
+
+def stop_standin(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int:
+    return stop_group(proc, _live, timeout)
 
 
 @atexit.register
