@@ -3,11 +3,14 @@
     bench_agentlog  the agent-log parser alone (iter_events): MB/s and peak RSS, 50/200 MB + gzip
     bench_check     `cloudstack-guard check --json` on a healthy fake host (needs root)
     bench_analyze   `cloudstack-guard analyze --json` end to end on 50 and 200 MB logs
+    bench_daemon    `cloudstack-guard run`: libvirt event and agent-log line -> finding latency
+                    (200 events each), idle CPU and RSS with 50 pools (needs root)
 
 Timed children run with bytecode cached, as on an installed host (bench_check.compiled_env).
 Figures are medians and ratios from this one run; they are for reading, nothing here
 fails on a slow number. A benchmark that cannot run healthily is reported as aborted and
-the exit status is 1. Takes about half a minute.
+the exit status is 1. Takes about four minutes, most of it bench_daemon's two 60 s idle
+windows.
 
     python benchmarks/run.py
 """
@@ -27,6 +30,7 @@ if str(HERE) not in sys.path:
 import bench_agentlog  # noqa: E402
 import bench_analyze  # noqa: E402
 import bench_check  # noqa: E402
+import bench_daemon  # noqa: E402
 
 Row = tuple[str, str, str, str]  # figure, value, target, verdict
 
@@ -105,6 +109,7 @@ def main() -> int:
         ("bench_agentlog", lambda: bench_agentlog.run("50M,200M"), None, agentlog_rows),
         ("bench_check", lambda: bench_check.run(runs=10), bench_check.report, check_rows),
         ("bench_analyze", lambda: bench_analyze.run("50M,200M", runs=3), bench_analyze.report, analyze_rows),
+        ("bench_daemon", bench_daemon.run, bench_daemon.report, bench_daemon.rows),
     ]
     table: list[tuple[str, list[Row], float]] = []
     ok = True

@@ -48,7 +48,9 @@ COALESCE_S = 0.005
 """Changes arriving together (a pool event and the listing it triggers) are judged once."""
 AGENT_CHECK_S = 1.0
 AGENT_RESCAN_S = 30.0
-AGENT_DETAIL_S = 5.0
+AGENT_DETAIL_S = 30.0
+"""Reading the agent's sockets costs milliseconds of /proc/net parsing; a restart
+decision reads them fresh anyway, so this only refreshes agent-disconnected."""
 RETRY_REFUSED_S = 2.0
 MAX_EVENTS = 20000
 LIBVIRT_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
@@ -180,7 +182,10 @@ class Daemon:
 
         try:
             while not self.stopping.is_set():
-                events, got_lines = await self.in_thread(read)
+                if follower.quiet():
+                    events, got_lines = [], False
+                else:
+                    events, got_lines = await self.in_thread(read)
                 if got_lines:
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since > LOG_QUIET_FLUSH_S:
@@ -193,7 +198,7 @@ class Daemon:
                     self.mark("agent-log", status)
                 if events:
                     self.dirty.set()
-                await self._sleep(LOG_POLL_S)
+                await asyncio.sleep(LOG_POLL_S)
         finally:
             follower.close()
 

@@ -93,6 +93,17 @@ class Follower:
         except OSError:
             return b""
 
+    def quiet(self) -> bool:
+        """Nothing to read and no rotation: cheap enough (one stat) for every tick of the
+        event loop, so the loop only hands real work to a thread."""
+        if self._handle is None:
+            return not os.path.exists(self.path)
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return True
+        return (info.st_dev, info.st_ino) == self._identity and info.st_size == self._handle.tell()
+
     def poll(self) -> tuple[list[str], bool]:
         """New complete lines, and whether the next poll's lines start a new file."""
         if self._handle is None and not self._open():

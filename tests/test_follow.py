@@ -86,3 +86,18 @@ def test_a_big_backlog_is_caught_up_in_slices_without_loss(tmp_path, monkeypatch
     write(log, "after\n")
     seen, _ = drain(follower, rounds=20)
     assert first + seen == [f"line {i:05d}" for i in range(1000)] + ["after"]
+
+
+def test_quiet_tells_when_there_is_nothing_to_read(tmp_path):
+    log = tmp_path / "agent.log"
+    write(log, "a\npartial")
+    follower = Follower(str(log))
+    assert not follower.quiet()
+    drain(follower)
+    assert follower.quiet()
+    write(log, "b\n")
+    assert not follower.quiet()
+    drain(follower)
+    os.rename(log, tmp_path / "agent.log.1")
+    write(log, "")
+    assert not follower.quiet()
