@@ -47,8 +47,11 @@ def units(debug_agent: bool = False) -> dict[str, str]:
             f"[Service]\n{ENV}ExecStart={sys.executable} -m tests.emulators.management --port 8080 "
             "--agent-port 8250 --key e2e-key-51c2 --secret e2e-secret-9d0b\n"),
         "cloudstack-guard.service": UNIT_FILE.read_text(),
+        # The unit's PrivateTmp/ProtectHome would hide a checkout under /tmp or /home (CI
+        # clones anywhere); binding it into the service keeps every hardening option on.
         "cloudstack-guard.service.d/test.conf": (
-            f"[Service]\nExecStart=\nExecStart={VENV_BIN}/cloudstack-guard run\nWatchdogSec=4s\n"),
+            f"[Service]\nExecStart=\nExecStart={VENV_BIN}/cloudstack-guard run\nWatchdogSec=4s\n"
+            f"BindReadOnlyPaths={REPO}\n"),
     }
 
 
