@@ -105,9 +105,14 @@ class GuardHost:
             time.sleep(0.02)
 
     def stop_agent(self) -> None:
+        """Returns once the management side saw the connection drop, so a new agent's
+        connection is not confused with the old one's."""
         if self.agent is not None:
             stop_standin(self.agent)
             self.agent = None
+            deadline = time.monotonic() + 10.0
+            while self.mgmt.agent_connection_count > 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
 
     def restart_agent(self) -> None:
         """A new incarnation: new pid and start time, caches empty."""
