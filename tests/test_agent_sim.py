@@ -34,6 +34,7 @@ from tests.emulators.agent_sim import (
 )
 from tests.emulators.linstor import LinstorEmulator
 from tests.emulators.management import ManagementEmulator
+from tests.harness.net import established_to
 
 NODE = "kvm-sim-1"
 NFS_POOL = "b7e2c0d4-1a9f-3e55-8c2d-6f0a4b19e372"
@@ -128,15 +129,6 @@ def sim(properties: Path, log: Path, control: Path) -> Iterator[SimFactory]:
     yield start
     for proc in started:
         stop_sim(proc)
-
-
-def established_to(pid: int, port: int) -> bool:
-    proc = psutil.Process(pid)
-    connections = getattr(proc, "net_connections", proc.connections)(kind="tcp")
-    return any(
-        c.status == psutil.CONN_ESTABLISHED and c.raddr and tuple(c.raddr) == ("127.0.0.1", port)
-        for c in connections
-    )
 
 
 def messages(log: Path) -> list[str]:

@@ -33,6 +33,7 @@ from tests.harness.libvirtd import (
     tracked_connection,
     undefine_pool,
 )
+from tests.harness.net import established_to
 
 LOG4J_LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO |WARN |ERROR) \[\w+\.\w+\.\w+\] "
@@ -237,15 +238,6 @@ def write_properties(tmp_path: Path, port: int) -> Path:
         "hypervisor.type=kvm\n"
     )
     return path
-
-
-def established_to(pid: int, port: int) -> bool:
-    proc = psutil.Process(pid)
-    connections = getattr(proc, "net_connections", proc.connections)(kind="tcp")
-    return any(
-        c.status == psutil.CONN_ESTABLISHED and c.raddr and tuple(c.raddr) == ("127.0.0.1", port)
-        for c in connections
-    )
 
 
 def log_lines(path: Path) -> list[str]:

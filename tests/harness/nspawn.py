@@ -396,17 +396,20 @@ def systemd_analyze_verify(
     ExecStart= binaries are checked on the host's filesystem and dependencies
     (Requires=/Wants=) must exist among the host's units. (--root=DIR does not help for a
     lone file: it then wants a whole unit tree, sysinit.target included, under DIR.)"""
-    argv = ["systemd-analyze", "verify", f"--man={'yes' if man else 'no'}"]
+    returncode, output = _analyze("verify", f"--man={'yes' if man else 'no'}", unit_path)
+    ok = returncode == 0 and (not strict or not output)
+    return ok, output
+
+
+def _analyze(*args: Union[str, Path]) -> tuple[int, str]:
     proc = subprocess.run(
-        [*argv, str(unit_path)],
+        ["systemd-analyze", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=30,
         env={**os.environ, "SYSTEMD_COLORS": "0"},
     )
-    output = (proc.stdout + proc.stderr).strip()
-    ok = proc.returncode == 0 and (not strict or not output)
-    return ok, output
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
 _EXPOSURE = re.compile(r"Overall exposure level for \S+: ([0-9]+(?:\.[0-9]+)?)")
@@ -415,18 +418,10 @@ _EXPOSURE = re.compile(r"Overall exposure level for \S+: ([0-9]+(?:\.[0-9]+)?)")
 def systemd_analyze_security(unit_path: Union[str, Path]) -> tuple[float, str]:
     """`systemd-analyze security --offline=yes` on a unit file (no systemd running needed):
     (overall exposure, 0.0 safest .. 10.0, and the full table)."""
-    argv = ["systemd-analyze", "security", "--offline=yes", "--no-pager"]
-    proc = subprocess.run(
-        [*argv, str(unit_path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, "SYSTEMD_COLORS": "0"},
-    )
-    output = (proc.stdout + proc.stderr).strip()
+    returncode, output = _analyze("security", "--offline=yes", "--no-pager", unit_path)
     match = _EXPOSURE.search(output)
     if match is None:
-        raise RuntimeError(f"systemd-analyze security gave no score (rc={proc.returncode}):\n{output}")
+        raise RuntimeError(f"systemd-analyze security gave no score (rc={returncode}):\n{output}")
     return float(match.group(1)), output
 
 
