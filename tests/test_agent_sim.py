@@ -279,6 +279,7 @@ def test_runs_on_the_system_python_by_file_path(
     try:
         status = wait_for(lambda: status_or_none(control))
         assert status and status["pid"] == proc.pid
+        wait_for(lambda: "Ready command is processed" in log.read_text())
     finally:
         assert stop_sim(proc) == STOPPED_BY_SIGTERM
     assert messages(log)[-1] == "Stopping the agent: Reason = sig.kill"
