@@ -14,7 +14,7 @@ venv: $(VENV)/.ok
 $(VENV)/.ok: pyproject.toml
 	/usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
-	$(PY) -m pip install -q pytest hypothesis python-linstor jsonschema pyyaml ruff
+	$(PY) -m pip install -q pytest hypothesis python-linstor jsonschema pyyaml ruff prometheus-client
 	touch $@
 
 lint: venv

@@ -8,6 +8,7 @@ find out at 3 a.m. that a typo silently fell back to a default.
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import os
 import re
 import stat
@@ -88,6 +89,14 @@ class RemediationConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    textfile: str = ""
+    """node_exporter textfile collector path (…/cloudstack_guard.prom); empty: off."""
+    listen: str = ""
+    """host:port for an HTTP /metrics listener; empty: off."""
+
+
+@dataclass(frozen=True)
 class Config:
     path: str = ""
     mode: str = "observe"
@@ -98,6 +107,7 @@ class Config:
     probes: ProbesConfig = ProbesConfig()
     linstor: LinstorConfig = LinstorConfig()
     remediation: RemediationConfig = RemediationConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -319,6 +329,32 @@ def _linstor(r: _Reader) -> LinstorConfig:
     return config
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """("127.0.0.1", 9575) from "127.0.0.1:9575" or "[::1]:9575"; ValueError otherwise.
+    Port 0 takes any free port (the daemon logs which)."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(text)
+    if host != "localhost":
+        ipaddress.ip_address(host)
+    return host, int(port)
+
+
+def _metrics(r: _Reader) -> MetricsConfig:
+    config = MetricsConfig(textfile=r.path_value("textfile", ""), listen=r.string("listen", ""))
+    if config.textfile and not config.textfile.endswith(".prom"):
+        raise ConfigError(f"{r.path}: key 'metrics.textfile' must end in .prom; node_exporter's "
+                          "textfile collector reads only those")
+    if config.listen:
+        try:
+            parse_listen(config.listen)
+        except ValueError:
+            raise ConfigError(f"{r.path}: key 'metrics.listen' is not host:port ({config.listen!r}); "
+                              'write e.g. listen = "127.0.0.1:9575"') from None
+    return config
+
+
 def parse_config(text: str, path: str) -> Config:
     """Build a Config from TOML text; `path` only names the file in error messages."""
     try:
@@ -328,7 +364,7 @@ def parse_config(text: str, path: str) -> Config:
     top = _Reader(path, data, "")
     mode = top.string("mode", "observe", MODES)
     state_dir = top.path_value("state_dir", Config.state_dir)
-    top.used.update({"agent", "libvirt", "management", "probes", "linstor", "remediation"})
+    top.used.update({"agent", "libvirt", "management", "probes", "linstor", "remediation", "metrics"})
     top.finish()
     return Config(
         path=path,
@@ -369,6 +405,7 @@ def parse_config(text: str, path: str) -> Config:
             ),
             RemediationConfig(),
         ),
+        metrics=_table_config(path, data, "metrics", _metrics, MetricsConfig()),
     )
 
 

@@ -25,10 +25,11 @@ from typing import Any, Callable, Optional
 
 from guard import logsetup, notify
 from guard.collect import probe_targets
-from guard.config import Config, ConfigError, load_config
+from guard.config import Config, ConfigError, load_config, parse_listen
 from guard.evaluate import evaluate, overall
 from guard.follow import Follower
 from guard.history import History
+from guard.metrics import Counters, MetricsServer, exposition, write_textfile
 from guard.model import AgentProcess, Finding, LogEvent, Pool, ProbeResult, Snapshot, SourceStatus
 from guard.policy import Decision, anchor_for, decide, judge_last_restart, peers_busy
 from guard.probes import linstor
@@ -97,6 +98,9 @@ class Daemon:
         self.evaluations = 0
         self.last_evaluation = 0.0
         self.tasks: list[asyncio.Task] = []
+        self.counters = Counters()
+        self.metrics_server = MetricsServer()
+        self.textfile_problem = ""
 
     # ----------------------------------------------------------------- plumbing
 
@@ -347,9 +351,11 @@ class Daemon:
             self.emit("circuit-breaker", open=history.breaker_open_since is not None,
                       reason=history.breaker_reason, level="warning")
         self.evaluations += 1
+        self.counters.evaluations += 1
         self.last_evaluation = time.monotonic()
         self._log_changes(findings)
         await self._save(history)
+        await self._publish_metrics(findings, snap)
         status_line = self.status_line(findings)
         if status_line != self.last_status:
             self.last_status = status_line
@@ -370,6 +376,22 @@ class Daemon:
             if key not in current:
                 self.emit("finding-cleared", kind=finding.kind, pool=finding.pool_uuid)
         self.findings = current
+
+    async def _publish_metrics(self, findings: list[Finding], snap: Snapshot) -> None:
+        text = exposition(findings, snap, self.history, self.counters, time.time())
+        self.metrics_server.text = text
+        path = self.config.metrics.textfile
+        if not path:
+            return
+        try:
+            await self.in_thread(write_textfile, path, text)
+            problem = ""
+        except OSError as exc:
+            problem = f"{path}: {exc.strerror}"
+        if problem != self.textfile_problem:
+            self.textfile_problem = problem
+            self.emit("metrics-textfile", ok=not problem, detail=problem or path,
+                      level="error" if problem else "info")
 
     def status_line(self, findings: list[Finding]) -> str:
         status = overall(findings)
@@ -440,6 +462,8 @@ class Daemon:
         if key == self.last_decision:
             return
         self.last_decision = key
+        if refused:
+            self.counters.refusals[refused.gate] += 1
         self.emit("restart-decision", act=decision.act, pools=",".join(decision.pools),
                   refused_by=refused.gate if refused else "",
                   gates="; ".join(f"{r.gate}={'pass' if r.passed else 'REFUSE'} ({r.reading})"
@@ -451,6 +475,7 @@ class Daemon:
         try:
             history, result = await carry_out(self.config, decision, self.agent, self.history,
                                                self.emit, time.time())
+            self.counters.restarts["verified" if result.ok else "failed"] += 1
             self.emit("restart-result", ok=result.ok, detail=result.detail,
                       verify_s=round(result.seconds, 2), total_s=round(time.monotonic() - started, 2),
                       level="warning" if result.ok else "error")
@@ -483,6 +508,9 @@ class Daemon:
             self.emit("reload-refused", error=str(exc), keeping=self.config.path, level="error")
             return
         self.emit("reloaded", config=config.path, mode=config.mode)
+        if config.metrics.listen != self.config.metrics.listen:
+            self.emit("reload-partial", detail="[metrics] listen changes take effect at the next "
+                      "start of the guard", level="warning")
         self.config = config
         self._restart_sources()
 
@@ -511,6 +539,7 @@ class Daemon:
         self.history = self.base = history
         self.mark("history", status)
         self.emit("starting", config=self.config.path, mode=self.config.mode, pid=os.getpid())
+        await self._listen_for_metrics()
 
         ready = loop.create_future()
         evaluator = asyncio.ensure_future(
@@ -528,10 +557,25 @@ class Daemon:
 
         notify.notify("STOPPING=1")
         self.emit("stopping")
+        self.metrics_server.close()
         for task in self.tasks + [evaluator, health]:
             task.cancel()
         await asyncio.wait(self.tasks + [evaluator, health], timeout=STOP_GRACE_S)
         return 0
+
+    async def _listen_for_metrics(self) -> None:
+        """A listener that cannot bind is logged, not fatal: the guard's job is the agent.
+        Its address is read at start; a reload that changes it says a restart is needed."""
+        if not self.config.metrics.listen:
+            return
+        host, port = parse_listen(self.config.metrics.listen)
+        try:
+            bound = await self.metrics_server.start(host, port)
+        except OSError as exc:
+            self.emit("metrics-listen-failed", listen=self.config.metrics.listen, error=exc.strerror,
+                      level="error")
+            return
+        self.emit("metrics-listening", host=host, port=bound)
 
     def _load_history(self) -> tuple[History, SourceStatus]:
         with history_store.locked(self.config.state_dir):
