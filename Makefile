@@ -18,7 +18,7 @@ $(VENV)/.ok: pyproject.toml
 	touch $@
 
 lint: venv
-	$(VENV)/bin/ruff check guard tests benchmarks
+	$(VENV)/bin/ruff check guard tests benchmarks packaging
 
 test: deps venv lint
 	$(PY) -m pytest -q
