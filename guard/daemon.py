@@ -360,7 +360,11 @@ class Daemon:
         if status_line != self.last_status:
             self.last_status = status_line
             notify.notify(f"STATUS={status_line}")
-        if any(f.restart_helps for f in findings) and not self.restarting:
+        fixable = tuple(sorted({f.pool_uuid for f in findings if f.restart_helps and f.pool_uuid}))
+        decided = self.last_decision is not None and self.last_decision[3] == fixable
+        if any(f.restart_helps for f in findings) and not self.restarting and not (
+                self.config.mode == "observe" and decided):
+            # In observe mode the same refusal is read once, not with API calls every pass.
             await self.consider_restart(snap, findings)
 
     def _log_changes(self, findings: list[Finding]) -> None:
