@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -26,6 +27,7 @@ from guard.model import (
     SourceStatus,
 )
 from tests.harness.daemon import RunningDaemon
+from tests.harness.libvirtd import define_dir_pool
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "11111111-2222-3333-4444-555555555555"
@@ -99,6 +101,53 @@ def test_textfile_is_never_seen_half_written(tmp_path):
 def test_metrics_config_errors(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(text, "guard.toml")
+
+
+def test_daemon_rewrites_the_textfile_and_no_reader_sees_half(host, tmp_path, libvirt_conn):
+    """Pool events make the daemon evaluate (and rewrite the textfile) many times a second
+    while a reader reads it in a tight loop: every read is a whole, parseable file."""
+    uuid = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
+    host.mgmt.add_pool("local", pool_type="Filesystem", scope="CLUSTER", pool_id=uuid)
+    pool = define_dir_pool(libvirt_conn, uuid, tmp_path / "pool")
+    textfile = tmp_path / "textfile" / "cloudstack_guard.prom"
+    textfile.parent.mkdir()
+    host.write_config(host.config.read_text() + f'[metrics]\ntextfile = "{textfile}"\n')
+    daemon = RunningDaemon(host.config, tmp_path)
+    stop = threading.Event()
+    reads: list[int] = []
+
+    broken: list[str] = []
+
+    def read_tight() -> None:
+        while not stop.is_set():
+            text = textfile.read_text() if textfile.exists() else ""
+            if not text:
+                continue
+            try:
+                families(text)
+            except ValueError as exc:
+                broken.append(f"unparseable: {exc}")
+            if not text.endswith("\n") or "cloudstack_guard_evaluations_total" not in text:
+                broken.append(f"partial file of {len(text)} bytes")
+            reads.append(len(text))
+
+    try:
+        daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
+        reader = threading.Thread(target=read_tight)
+        reader.start()
+        for _ in range(25):
+            pool.destroy()
+            daemon.wait_event("finding", kind="pool-inactive", timeout=5)
+            pool.create()
+            daemon.wait_for(lambda: daemon.events("finding-cleared", kind="pool-inactive"), 5)
+            daemon.logs.clear()
+        stop.set()
+        reader.join(10)
+        assert not reader.is_alive() and len(reads) > 100, len(reads)
+        assert broken == []
+    finally:
+        stop.set()
+        assert daemon.stop() == 0
 
 
 def test_daemon_serves_and_writes_metrics(host, tmp_path):
