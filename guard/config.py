@@ -330,8 +330,10 @@ def _linstor(r: _Reader) -> LinstorConfig:
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """("127.0.0.1", 9575) from "127.0.0.1:9575" or "[::1]:9575"; ValueError otherwise.
-    Port 0 takes any free port (the daemon logs which)."""
+    """("127.0.0.1", 9575) from "127.0.0.1:9575", "[::1]:9575" or a bare "9575" (loopback
+    unless a host is named); ValueError otherwise. Port 0 takes any free port (logged)."""
+    if text.isdigit():
+        text = f"127.0.0.1:{text}"
     host, sep, port = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from guard.config import ConfigError, parse_config
+from guard.config import ConfigError, parse_config, parse_listen
 from guard.history import History
 from guard.metrics import Counters, exposition, write_textfile
 from guard.model import (
@@ -92,7 +92,7 @@ def test_textfile_is_never_seen_half_written(tmp_path):
 
 
 @pytest.mark.parametrize("text,message", [
-    ('[metrics]\nlisten = "9575"\n', "metrics.listen' is not host:port"),
+    ('[metrics]\nlisten = "95x75"\n', "metrics.listen' is not host:port"),
     ('[metrics]\nlisten = "example.com:9575"\n', "metrics.listen' is not host:port"),
     ('[metrics]\nlisten = "127.0.0.1:99999"\n', "metrics.listen' is not host:port"),
     ('[metrics]\ntextfile = "/var/lib/x/metrics.txt"\n', "must end in .prom"),
@@ -177,3 +177,9 @@ def test_daemon_serves_and_writes_metrics(host, tmp_path):
     finally:
         assert daemon.stop() == 0
     time.sleep(0.1)
+
+
+def test_a_bare_port_listens_on_loopback():
+    assert parse_listen("9575") == ("127.0.0.1", 9575)
+    assert parse_listen("[::1]:9575") == ("::1", 9575)
+
