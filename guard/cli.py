@@ -23,7 +23,6 @@ from guard.logsetup import FORMATS
 from guard.model import Evidence, Finding, ProbeResult, Severity, Snapshot, SourceStatus
 from guard.policy import Decision, close_breaker, decide
 from guard.probes import linstor
-from guard.record import record
 from guard.remediate import carry_out, cluster_reading, gather_in_flight
 from guard.report import SERVICE, finding_json, finding_line, json_doc, perfdata, summary, text
 from guard.sources import history as history_store
@@ -90,8 +89,7 @@ def _check_once(config: Config) -> tuple[list[Finding], Snapshot, History]:
         reason = getattr(exc, "strerror", None) or exc
         status = SourceStatus("history", False, f"{config.state_dir}: {reason}; "
                               "without history, removals cannot be seen")
-    snap = collect(config, base)
-    history = record(base, snap)
+    snap, history = collect(config, base)
     if keep:
         try:
             history = history_store.save_merged(config.state_dir, history, base)

@@ -54,9 +54,10 @@ def _management_deadline(config: Config) -> float:
     return (config.management.timeout if config.management else 0.0) + 1.0
 
 
-def collect(config: Config, history: History) -> Snapshot:
-    """The slow sources (libvirt, the management server) run concurrently with the local
-    ones, each under its own deadline."""
+def collect(config: Config, history: History) -> tuple[Snapshot, History]:
+    """The snapshot, and `history` with it recorded (the probes need the recorded holds
+    to know which controllers to ask). The slow sources (libvirt, the management server)
+    run concurrently with the local ones, each under its own deadline."""
     now = time.time()
     props, props_status = read_agent_properties(config.agent.properties)
     hostname = socket.gethostname()
@@ -87,6 +88,7 @@ def collect(config: Config, history: History) -> Snapshot:
         log_events=tuple(events),
         sources=(props_status, agent_status, libvirt_status, log_status, mgmt_status),
     )
-    targets = probe_targets(record(history, snap), snap)
+    recorded = record(history, snap)
+    targets = probe_targets(recorded, snap)
     results = linstor.probe_many([url for _, url in targets], config.linstor, config.probes.timeout)
-    return replace(snap, probes=tuple((uuid, results[url]) for uuid, url in targets))
+    return replace(snap, probes=tuple((uuid, results[url]) for uuid, url in targets)), recorded

@@ -95,7 +95,6 @@ class Daemon:
         self.peer_busy: tuple[float, str] = (0.0, "")
         self.probes_ready = False
         self.last_status = ""
-        self.evaluations = 0
         self.last_evaluation = 0.0
         self.tasks: list[asyncio.Task] = []
         self.counters = Counters()
@@ -350,7 +349,6 @@ class Daemon:
         if history.breaker_open_since != self.history.breaker_open_since:
             self.emit("circuit-breaker", open=history.breaker_open_since is not None,
                       reason=history.breaker_reason, level="warning")
-        self.evaluations += 1
         self.counters.evaluations += 1
         self.last_evaluation = time.monotonic()
         self._log_changes(findings)
@@ -555,7 +553,7 @@ class Daemon:
         await asyncio.wait({ready, asyncio.ensure_future(self.stopping.wait())},
                            return_when=asyncio.FIRST_COMPLETED)
         notify.notify("READY=1")
-        self.emit("ready", evaluations=self.evaluations)
+        self.emit("ready", evaluations=self.counters.evaluations)
         health = asyncio.ensure_future(self.health_tick())
         await self.stopping.wait()
 

@@ -82,14 +82,6 @@ class History:
     def incarnation(self, key: str) -> Optional[IncarnationRecord]:
         return next((i for i in self.incarnations if i.key == key), None)
 
-    def with_pool(self, record: PoolRecord) -> History:
-        others = tuple(p for p in self.pools if p.uuid != record.uuid)
-        return replace(self, pools=others + (record,))
-
-    def with_incarnation(self, record: IncarnationRecord) -> History:
-        others = tuple(i for i in self.incarnations if i.key != record.key)
-        return replace(self, incarnations=others + (record,))
-
 
 def to_json(history: History) -> dict[str, Any]:
     return {

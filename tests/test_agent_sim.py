@@ -35,6 +35,7 @@ from tests.emulators.agent_sim import (
 from tests.emulators.linstor import LinstorEmulator
 from tests.emulators.management import ManagementEmulator
 from tests.harness.net import established_to
+from tests.harness.polling import wait_for
 
 NODE = "kvm-sim-1"
 NFS_POOL = "b7e2c0d4-1a9f-3e55-8c2d-6f0a4b19e372"
@@ -62,15 +63,6 @@ REQUIRED_FRAMES = (
 )
 
 SimFactory = Callable[..., subprocess.Popen]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -11,12 +11,10 @@ import os
 import re
 import signal
 import socket
-import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
 
 import libvirt
 import psutil
@@ -34,6 +32,7 @@ from tests.harness.libvirtd import (
     undefine_pool,
 )
 from tests.harness.net import established_to
+from tests.harness.polling import wait_for
 
 LOG4J_LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO |WARN |ERROR) \[\w+\.\w+\.\w+\] "
@@ -42,15 +41,6 @@ LOG4J_LINE = re.compile(
 HOST_LIBVIRT_DIRS = (
     "/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/log/libvirt", "/var/cache/libvirt",
 )
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.02)
 
 
 def pool_xml(pool: libvirt.virStoragePool) -> ET.Element:
