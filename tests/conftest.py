@@ -17,6 +17,7 @@ import pytest
 
 from tests.harness.host import GuardHost
 from tests.harness.libvirtd import LibvirtdError, PrivateLibvirtd, tracked_connection
+from tests.harness.unprivileged import world_readable_dir
 
 
 def real_part_unavailable(what: str, reason: str) -> NoReturn:
@@ -24,6 +25,13 @@ def real_part_unavailable(what: str, reason: str) -> NoReturn:
     if os.environ.get("GUARD_REQUIRE_REAL_PARTS") == "1":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+@pytest.fixture
+def world_tmp() -> Iterator[Path]:
+    """Like tmp_path, but every user can traverse it: for files an unprivileged child reads."""
+    with world_readable_dir() as path:
+        yield path
 
 
 @pytest.fixture(scope="session")

@@ -247,9 +247,8 @@ def test_directory_instead_of_file(tmp_path):
     assert props is None and not status.ok and str(tmp_path) in status.detail
 
 
-def test_unreadable_file(tmp_path):
-    tmp_path.chmod(0o755)
-    path = tmp_path / "agent.properties"
+def test_unreadable_file(world_tmp):
+    path = world_tmp / "agent.properties"
     path.write_text("host=h\n")
     path.chmod(0)
     result = read_as_nobody("guard.sources.agentconf", "read_agent_properties", str(path))

@@ -479,9 +479,8 @@ def test_read_agent_log_status(tmp_path):
     assert "problems:" in status.detail
 
 
-def test_read_agent_log_unreadable_current_file(tmp_path):
-    tmp_path.chmod(0o755)
-    base = tmp_path / "agent.log"
+def test_read_agent_log_unreadable_current_file(world_tmp):
+    base = world_tmp / "agent.log"
     write(base, start_line("x"))
     base.chmod(0)
     result = read_as_nobody("guard.sources.agentlog", "read_agent_log", str(base))

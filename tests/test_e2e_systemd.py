@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import real_part_unavailable
+from tests.emulators import agent_sim
 from tests.emulators.agent_sim import sim_argv
 from tests.harness import nspawn
 
@@ -21,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 E2E = REPO / "tests" / "e2e"
 VENV_BIN = Path(sys.executable).parent
 UNIT_FILE = REPO / "systemd" / "cloudstack-guard.service"
-ENV = f"Environment=PYTHONPATH={REPO} PYTHONDONTWRITEBYTECODE=1\nWorkingDirectory={REPO}\n"
+# Paths inside the container: the checkout and the venv are bound at fixed places there.
+ENV = f"Environment=PYTHONPATH={nspawn.CHECKOUT} PYTHONDONTWRITEBYTECODE=1\nWorkingDirectory={nspawn.CHECKOUT}\n"
 
 
 @pytest.fixture(autouse=True)
@@ -34,24 +36,27 @@ def _nspawn_available():
 def units(debug_agent: bool = False) -> dict[str, str]:
     agent = " ".join(sim_argv("/etc/cloudstack/agent/agent.properties",
                               "/var/log/cloudstack/agent/agent.log", "/run/agent-sim.sock",
-                              debug=debug_agent, python=sys.executable))
+                              debug=debug_agent, python=nspawn.PYTHON,
+                              script=nspawn.inside(agent_sim.__file__)))
     return {
         "cloudstack-agent.service": (
             "[Unit]\nDescription=CloudStack agent (simulator)\n"
             f"[Service]\nType=simple\n{ENV}ExecStart={agent}\nRestart=always\nRestartSec=1s\n"),
         "linstor-emulator.service": (
             "[Unit]\nDescription=LINSTOR controller emulator\n"
-            f"[Service]\n{ENV}ExecStart={sys.executable} -m tests.emulators.linstor --port 3370 --node %H\n"),
+            f"[Service]\n{ENV}ExecStart={nspawn.PYTHON} -m tests.emulators.linstor --port 3370 --node %H\n"),
         "management-emulator.service": (
             "[Unit]\nDescription=CloudStack management server emulator\n"
-            f"[Service]\n{ENV}ExecStart={sys.executable} -m tests.emulators.management --port 8080 "
+            f"[Service]\n{ENV}ExecStart={nspawn.PYTHON} -m tests.emulators.management --port 8080 "
             "--agent-port 8250 --key e2e-key-51c2 --secret e2e-secret-9d0b\n"),
         "cloudstack-guard.service": UNIT_FILE.read_text(),
-        # The unit's PrivateTmp/ProtectHome would hide a checkout under /tmp or /home (CI
-        # clones anywhere); binding it into the service keeps every hardening option on.
+        # The checkout is bound at /opt inside (see tests/harness/nspawn.py), where the
+        # unit's ProtectHome= and PrivateTmp= do not hide it, so every hardening option
+        # stays on. The venv's console script names the host's interpreter path in its #!
+        # line; the module runs the same main().
         "cloudstack-guard.service.d/test.conf": (
-            f"[Service]\nExecStart=\nExecStart={VENV_BIN}/cloudstack-guard run\nWatchdogSec=4s\n"
-            f"BindReadOnlyPaths={REPO}\n"),
+            f"[Service]\nExecStart=\nExecStart={nspawn.PYTHON} -m guard.cli run\nWatchdogSec=4s\n"
+            f"{ENV}"),
     }
 
 

@@ -23,6 +23,7 @@ from guard.sources.libvirt import parse_pool_xml, read_libvirt_pools
 from guard.sources.management import read_management, without_userinfo
 from tests.emulators.management import ManagementEmulator
 from tests.harness.libvirtd import define_dir_pool, define_netfs_pool
+from tests.harness.unprivileged import python_as_nobody
 
 UUID_A = "3d2c1b0a-1111-4222-8333-944445555666"
 UUID_B = "4e3d2c1b-2222-4333-8444-a55556666777"
@@ -267,25 +268,25 @@ def test_history_write_is_atomic(tmp_path):
     assert writer.wait(timeout=60) == 0 and reads > 0
 
 
-def test_agent_sockets_hidden_from_unprivileged_user_is_unknown_not_disconnected(tmp_path):
+def test_agent_sockets_hidden_from_unprivileged_user_is_unknown_not_disconnected(world_tmp):
     """A monitoring user without root cannot read root's sockets: that is not a disconnect."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     code = f"import socket, time\ns = socket.create_connection(('127.0.0.1', {port}))\ntime.sleep(60)\n"
     proc = spawn([sys.executable, "-c", code, "com.cloud.agent.AgentShell"])
     try:
-        tmp_path.chmod(0o755)
-        (tmp_path / "agent.properties").write_text(f"host=127.0.0.1\nport={port}\n")
+        (world_tmp / "agent.properties").write_text(f"host=127.0.0.1\nport={port}\n")
+        (world_tmp / "agent.properties").chmod(0o644)
         probe = ("import json, sys\nfrom guard.sources.agent import find_agent\n"
                  "from guard.sources.agentconf import read_agent_properties\n"
                  "props, _ = read_agent_properties(sys.argv[1])\nagent, _ = find_agent(props)\n"
-                 "print(json.dumps([agent.incarnation.pid, agent.connected, agent.connection]))\n")
+                 "print(json.dumps([props is not None, agent.incarnation.pid, agent.connected, "
+                 "agent.connection]))\n")
         wait_for(lambda: find_agent(None)[0] is not None)
-        result = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "agent.properties")],
-                                user="nobody" if os.geteuid() == 0 else None, capture_output=True,
-                                text=True, timeout=60, cwd=Path(__file__).resolve().parents[1],
-                                env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
-        pid, connected, how = json.loads(result.stdout)
+        result = python_as_nobody(probe, str(world_tmp / "agent.properties"))
+        assert result.returncode == 0, result.stderr
+        read_props, pid, connected, how = json.loads(result.stdout)
+        assert read_props, "the unprivileged child must read agent.properties to know the port"
         assert pid == proc.pid and connected is None and "root" in how
     finally:
         os.killpg(proc.pid, 9)

@@ -689,11 +689,12 @@ def sim_argv(
     properties: str | os.PathLike[str], log: str | os.PathLike[str],
     control: str | os.PathLike[str], *, version: str = DEFAULT_VERSION, debug: bool = False,
     hostname: Optional[str] = None, linstor_timeout: float = DEFAULT_LINSTOR_TIMEOUT,
-    python: str = sys.executable,
+    python: str = sys.executable, script: Optional[str] = None,
 ) -> list[str]:
-    """The command line, for callers that start it elsewhere (a systemd unit)."""
+    """The command line, for callers that start it elsewhere (a systemd unit); `script` is
+    this file's path where it runs, when that is not its path here (a container)."""
     argv = [
-        python, os.fspath(Path(__file__).resolve()), MAIN_CLASS,
+        python, script or os.fspath(Path(__file__).resolve()), MAIN_CLASS,
         "--properties", os.fspath(properties), "--log", os.fspath(log),
         "--control", os.fspath(control), "--version", version,
         "--linstor-timeout", str(linstor_timeout),

@@ -30,6 +30,11 @@ stops the first boot from enabling every installed unit. Files are staged in a d
 next to out_dir and bind-mounted read-only one by one; the repository, the venv and
 anything else the units need must be bound with `binds_ro` / `binds_rw`.
 
+The checkout is bound at a fixed path inside, CHECKOUT (and a venv outside it at
+VENV_INSIDE), never at its host path: a clone under /root, /home or /tmp would be hidden
+from any unit with ProtectHome= or PrivateTmp=, such as the guard's own. `inside()` maps a
+host path under either to where a unit sees it; `PYTHON` is this interpreter, inside.
+
 Outside helpers that need no container: `systemd_analyze_verify()` and
 `systemd_analyze_security()` (both work here without a running systemd).
 """
@@ -54,6 +59,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 REPO = Path(__file__).resolve().parents[2]
+CHECKOUT = Path("/opt/cloudstack-guard")  # REPO, as seen inside the container
+VENV_INSIDE = Path("/opt/cloudstack-guard-venv")  # a venv outside REPO, as seen inside
 NSPAWN = "systemd-nspawn"
 OUT = Path("/out")  # out_dir, as seen inside the container
 STAGE_IN_CONTAINER = "/harness"  # where generated scripts (driver, scenario) are bound
@@ -305,14 +312,46 @@ def driver_unit(exec_path: str, *, after: Iterable[str] = (), description: str =
     )
 
 
-def python_binds() -> list[Path]:
-    """What must be bound read-only for sys.executable and this repository to work inside:
-    the checkout, and the venv and its base interpreter when they live outside /usr."""
-    binds = [REPO]
-    for prefix in (Path(sys.prefix), Path(sys.base_prefix)):
-        prefix = prefix.resolve()
-        if not any(prefix == b or b in prefix.parents for b in [Path("/usr"), *binds]):
-            binds.append(prefix)
+def _venv() -> Optional[Path]:
+    """This interpreter's venv when it is one (sys.prefix differs from the base)."""
+    prefix = Path(sys.prefix).resolve()
+    return prefix if prefix != Path(sys.base_prefix).resolve() else None
+
+
+def _mapping() -> list[tuple[Path, Path]]:
+    """(host prefix, container prefix) pairs that `inside()` and python_binds() share."""
+    pairs = [(REPO, CHECKOUT)]
+    venv = _venv()
+    if venv is not None and REPO not in venv.parents:
+        pairs.append((venv, VENV_INSIDE))
+    return pairs
+
+
+def inside(path: Union[str, Path]) -> str:
+    """Where a host path under the checkout or the venv is seen inside the container; any
+    other path is bound (if at all) at the same path. The last component is not resolved:
+    the venv's bin/python is a symlink that must keep its name."""
+    path = Path(path).absolute()
+    path = path.parent.resolve() / path.name
+    for host, container in _mapping():
+        if path == host or host in path.parents:
+            return str(container / path.relative_to(host))
+    return str(path)
+
+
+PYTHON = inside(sys.executable)
+"""sys.executable inside the container: the venv's python, found by its path (not
+resolved), so the venv's site-packages come along."""
+
+
+def python_binds() -> list[Bind]:
+    """What must be bound read-only for PYTHON and this repository to work inside: the
+    checkout and the venv at their fixed places, and the base interpreter at its own
+    path when it lives outside /usr (a pyenv build cannot be moved)."""
+    binds: list[Bind] = [(host, str(container)) for host, container in _mapping()]
+    base = Path(sys.base_prefix).resolve()
+    if not (base == Path("/usr") or Path("/usr") in base.parents):
+        binds.append(base)
     return binds
 
 
@@ -322,7 +361,7 @@ def python_driver(
     journal_units: Iterable[str] = (),
     after: Iterable[str] = (),
     env: Optional[Mapping[str, str]] = None,
-    python: str = sys.executable,
+    python: str = PYTHON,
     name: str = "test-driver.service",
 ) -> tuple[dict[str, Content], dict[str, Content]]:
     """(units, extra_files) for a driver that runs a Python scenario (source text, or a file:
@@ -333,12 +372,12 @@ def python_driver(
     script_path = f"{STAGE_IN_CONTAINER}/scenario.py"
     files: dict[str, Content] = {}
     if isinstance(scenario, Path) and REPO in scenario.resolve().parents:
-        script_path = str(scenario.resolve())  # run in place: the checkout is bound
+        script_path = inside(scenario.resolve())  # run in place: the checkout is bound
     else:
         files[script_path] = scenario.read_text() if isinstance(scenario, Path) else scenario
     driver_path = f"{STAGE_IN_CONTAINER}/driver.sh"
-    exports = {"PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
-    lines = ["#!/bin/sh", f"cd {shlex.quote(str(REPO))}"]
+    exports = {"PYTHONPATH": str(CHECKOUT), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+    lines = ["#!/bin/sh", f"cd {shlex.quote(str(CHECKOUT))}"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in exports.items()]
     lines += [
         f"{shlex.quote(python)} -u {shlex.quote(script_path)}",
