@@ -11,26 +11,18 @@ from __future__ import annotations
 
 from typing import Optional
 
-from guard.drivers import UNKNOWN, adaptor_pool_type, driver_for
+from guard.drivers import adaptor_pool_type, driver_for
+from guard.evidence import RECENT_S, probe_evidence, when
 from guard.failures import connection_lost, is_adaptor_backend_failure, is_stop_failure
 from guard.history import History, IncarnationRecord, PoolRecord
 from guard.model import CLOCK_SLACK_S, Evidence, Finding, LogEvent, Severity, Snapshot
 from guard.record import detached
-
-RECENT_S = 3600.0
-"""A stop failure or heartbeat warning older than this, with no cause visible now, is
-history for `analyze`, not an alarm for monitoring."""
+from guard.stale import detached_held, stale_pools
 
 RESTARTING_SUBSTATES = {"auto-restart", "start", "start-pre", "start-post", "reload"}
 
 CONNECT_GRACE_S = 120.0
 """A freshly started agent needs a moment to reach the management server."""
-
-ADD_FALSE_HONOURED_FROM = (4, 21)
-"""First agent release whose ModifyStoragePoolCommand(add=false) handler, sent when a
-pool enters maintenance, removes the pool from the agent's caches. The 4.19 branch's
-KVMStoragePoolManager has no such path; main has it; the release is inferred (4.21.0.0)
-and erring late only keeps a finding that a newer agent would not need."""
 
 SOURCE_FIXES = {
     "libvirt": "check that libvirtd is running and [libvirt] uri is right",
@@ -40,29 +32,6 @@ SOURCE_FIXES = {
     "management": "check the management server and [management] in guard.toml",
     "history": "check that state_dir is writable by the guard",
 }
-
-
-def _when(ts: Optional[float], now: float) -> str:
-    if ts is None:
-        return "at an unknown time"
-    age = max(0.0, now - ts)
-    if age < 90:
-        return f"{age:.0f}s ago"
-    if age < 5400:
-        return f"{age / 60:.0f} min ago"
-    if age < 172800:
-        return f"{age / 3600:.1f} h ago"
-    return f"{age / 86400:.0f} days ago"
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
 
 
 def _source_findings(snap: Snapshot) -> list[Finding]:
@@ -118,130 +87,6 @@ def _agent_findings(snap: Snapshot) -> list[Finding]:
     )]
 
 
-LINSTOR_DELETE_FIX = ((4, 19, 3), (4, 20, 1))
-"""Management-server releases with apache/cloudstack#10561: deleting a LINSTOR pool sends
-DeleteStoragePoolCommand to every host that had it (before, no agent was told)."""
-
-
-def _has_delete_fix(version: str) -> bool:
-    parsed = version_tuple(version)
-    if not parsed:
-        return False
-    return parsed >= LINSTOR_DELETE_FIX[1] or LINSTOR_DELETE_FIX[0] <= parsed < (4, 20)
-
-
-def _dropped_evidence(
-    snap: Snapshot, record: PoolRecord, current: IncarnationRecord
-) -> Optional[Evidence]:
-    """Why the agent probably let go of a pool although its log (at INFO) cannot say."""
-    if record.maintenance_at is not None and record.maintenance_at >= current.start_time:
-        version = version_tuple(snap.agent_version)
-        if version and version >= ADD_FALSE_HONOURED_FROM:
-            return Evidence("management", f"pool entered maintenance while this host was Up and agent "
-                            f"{snap.agent_version} drops a pool on ModifyStoragePoolCommand(add=false)")
-    server = snap.management_host.server_version if snap.management_host else ""
-    if record.removed_at is not None and record.removed_while_connected \
-            and driver_for(record.type).probe == "linstor" and _has_delete_fix(server):
-        foreign = [e for e in snap.current_events()
-                   if e.kind == "linstor-foreign-path" and e.ts is not None and e.ts > record.removed_at]
-        if not foreign:
-            return Evidence("management", f"management server {server} sends "
-                            "DeleteStoragePoolCommand on deletion and this host was Up and connected")
-    return None
-
-
-def _probe_evidence(snap: Snapshot, uuid: str, url: str) -> list[Evidence]:
-    probe = snap.probe_for(uuid)
-    if probe is None:
-        return [Evidence("probe", "controller URL unknown, not probed")] if not url else []
-    return [Evidence(f"probe {probe.backend}", f"{probe.target}: {probe.status} ({probe.detail})")]
-
-
-def _failures(events: tuple[LogEvent, ...], kind: str, uuid: str = "") -> list[LogEvent]:
-    return [e for e in events if e.kind == kind and (not uuid or e.pool_uuid == uuid)]
-
-
-def _why_held(snap: Snapshot, record: PoolRecord, held_via: str, held_since: float) -> list[Evidence]:
-    evidence = [Evidence("history", f"held by agent pid {snap.agent.incarnation.pid} since "
-                         f"{_when(held_since, snap.now)} ({held_via})")]
-    if record.removed_at is not None:
-        evidence.append(Evidence("history", f"removed {_when(record.removed_at, snap.now)}: "
-                                 f"{record.removed_via}"))
-    else:
-        version = snap.agent_version or "(version unknown)"
-        evidence.append(Evidence("management", f"listed {record.last_state}: the server does not "
-                                 f"send it to a restarting agent, and agent {version} ignores "
-                                 "ModifyStoragePoolCommand(add=false), so it stays cached"))
-    return evidence
-
-
-def _stale_finding(
-    snap: Snapshot, record: PoolRecord, held_via: str, held_since: float, in_libvirt: bool
-) -> Finding:
-    driver = driver_for(record.type)
-    evidence = _why_held(snap, record, held_via, held_since) + _probe_evidence(snap, record.uuid, record.url)
-    probe = snap.probe_for(record.uuid)
-    since = record.removed_at if record.removed_at is not None else held_since
-    heartbeats = [e for e in _failures(snap.current_events(), "heartbeat-failure", record.uuid)
-                  if e.ts is not None and e.ts > since and snap.now - e.ts < RECENT_S]
-    for event in heartbeats[-1:]:
-        evidence.append(Evidence("agent-log", f"HA heartbeat failing for this pool "
-                                 f"{_when(event.ts, snap.now)}: {event.detail}"))
-    restart_helps = True
-    if driver.disconnect_reaches_backend and probe is not None and probe.down:
-        severity = Severity.CRITICAL
-        action = ("restart cloudstack-agent to clear the stale pool (the guard does this in "
-                  "remediate mode); until then every VM stop on this host fails")
-    elif driver.disconnect_reaches_backend:
-        severity = Severity.WARNING
-        action = ("restart cloudstack-agent at a quiet moment: VM stops on this host will fail as "
-                  "soon as this pool's controller stops answering")
-        if probe is not None and not probe.reachable:
-            action += (f"; the controller rejects the guard's probe ({probe.status}): check "
-                       "[linstor] auth_json and TLS settings")
-    else:
-        severity, restart_helps = Severity.WARNING, False
-        action = (f"no VM stop depends on it ({driver.adaptor} does not reach {driver.backend} for "
-                  "other pools' disks); it clears at the next agent restart")
-    if heartbeats and (driver.heartbeat_outlives_removal or (not in_libvirt and driver is UNKNOWN)):
-        severity, restart_helps = Severity.CRITICAL, True
-        action = ("restart cloudstack-agent: the HA monitor still heartbeats this removed pool "
-                  f"{('with ' + driver.ha_heartbeat_tool) if driver.ha_heartbeat_tool else ''} and can "
-                  "reboot the host when the heartbeat keeps failing")
-    return Finding(
-        kind="stale-pool", severity=severity, evidence=tuple(evidence), action=action,
-        pool_uuid=record.uuid, pool_type=record.type, backend=record.url,
-        restart_helps=restart_helps,
-    )
-
-
-def _detached_held(record: PoolRecord) -> bool:
-    return record.removed_at is None and record.last_listed is not None and detached(record.last_state)
-
-
-def _stale_pools(snap: Snapshot, history: History, current: IncarnationRecord) -> list[Finding]:
-    """A removed libvirt-backed pool still defined in libvirt is reported once, as an
-    orphan: its stale cache entry harms nothing the orphan advice does not cover. A pool
-    put into maintenance is as good as removed for a restarting agent."""
-    in_libvirt = {p.uuid for p in snap.libvirt_pools}
-    findings = []
-    for held in current.held:
-        record = history.pool(held.uuid)
-        if held.uuid in current.dropped or record is None:
-            continue
-        if record.removed_at is None and not _detached_held(record):
-            continue
-        if record.removed_at is not None and record.removed_at < current.start_time - CLOCK_SLACK_S:
-            continue
-        if held.uuid in in_libvirt and (held.via == "defined in libvirt"
-                                        or driver_for(record.type).libvirt_backed):
-            continue
-        if not driver_for(record.type).caches_pools or _dropped_evidence(snap, record, current):
-            continue
-        findings.append(_stale_finding(snap, record, held.via, held.since, held.uuid in in_libvirt))
-    return findings
-
-
 def _live_pools(
     snap: Snapshot, history: History, current: Optional[IncarnationRecord]
 ) -> dict[str, PoolRecord]:
@@ -255,7 +100,7 @@ def _live_pools(
         for held in current.held:
             record = history.pool(held.uuid)
             if held.uuid not in current.dropped and record and record.removed_at is None \
-                    and not _detached_held(record):
+                    and not detached_held(record):
                 live.setdefault(held.uuid, record)
     return live
 
@@ -267,7 +112,7 @@ def _backend_findings(snap: Snapshot, live: dict[str, PoolRecord]) -> list[Findi
         probe = snap.probe_for(uuid)
         if probe is None or (probe.reachable and probe.node_status in ("ONLINE", "")):
             continue
-        evidence = _probe_evidence(snap, uuid, record.url)
+        evidence = probe_evidence(snap, uuid, record.url)
         if probe.reachable:
             severity = Severity.WARNING
             action = (f"the controller answers but sees node {snap.hostname} as "
@@ -300,7 +145,7 @@ def _libvirt_findings(snap: Snapshot, history: History, live: dict[str, PoolReco
                 kind="orphan-libvirt-pool", severity=Severity.WARNING,
                 evidence=(Evidence("libvirt", f"pool {pool.uuid} ({pool.type}) still defined, "
                                    f"state {pool.state}"),
-                          Evidence("history", f"removed {_when(record.removed_at, snap.now)}: "
+                          Evidence("history", f"removed {when(record.removed_at, snap.now)}: "
                                    f"{record.removed_via}")),
                 action=(f"once no VM uses it: virsh pool-destroy {pool.uuid}; virsh pool-undefine "
                         f"{pool.uuid} (the guard never deletes anything)"),
@@ -320,7 +165,9 @@ def _libvirt_findings(snap: Snapshot, history: History, live: dict[str, PoolReco
     return findings
 
 
-def _cause_for(failure: LogEvent, causes: list[Finding], history: History) -> Optional[Finding]:
+def _cause_for(
+    snap: Snapshot, failure: LogEvent, causes: list[Finding], history: History
+) -> Optional[Finding]:
     """The finding that explains a logged failure: same pool type, and the failure came
     after the cause began. A removal is seen only at the next poll, so it began after the
     pool was last listed; an outage is judged by recency instead."""
@@ -328,6 +175,9 @@ def _cause_for(failure: LogEvent, causes: list[Finding], history: History) -> Op
     for cause in causes:
         if cause.pool_type != pool_type or failure.ts is None:
             continue
+        probe = snap.probe_for(cause.pool_uuid)
+        if connection_lost(failure) and probe is not None and probe.reachable:
+            continue  # a controller that answers did not refuse this call
         record = history.pool(cause.pool_uuid)
         began = None
         if record is not None and record.removed_at is not None:
@@ -339,12 +189,42 @@ def _cause_for(failure: LogEvent, causes: list[Finding], history: History) -> Op
     return None
 
 
-def _log_failure_findings(snap: Snapshot, history: History, causes: list[Finding]) -> list[Finding]:
+FAILURE_NEAR_OUTAGE_S = 120.0
+"""A logged connection failure this close after a probe found a live pool's backend down
+may be that outage's, not a stale entry's."""
+
+
+def _from_a_stale_entry(
+    snap: Snapshot, failure: LogEvent, live: dict[str, PoolRecord], pool_type: str
+) -> bool:
+    """A refused or timed-out call out of an adaptor that reaches its backend only through
+    the pools it caches (LinstorStorageAdaptor), while every live pool of that type was
+    probed healthy, and none was seen down around the failure: the pool it asked is one
+    the server no longer lists."""
+    if not (driver_for(pool_type).disconnect_reaches_backend and connection_lost(failure)
+            and snap.source_ok("management") and failure.ts is not None):
+        return False
+    for uuid, record in live.items():
+        if record.type != pool_type:
+            continue
+        probe = snap.probe_for(uuid)
+        if probe is None or not probe.reachable:
+            return False
+        down_at = record.backend_down_at
+        if down_at is not None and down_at >= failure.ts - FAILURE_NEAR_OUTAGE_S:
+            return False
+    return True
+
+
+def _log_failure_findings(
+    snap: Snapshot, history: History, causes: list[Finding], live: dict[str, PoolRecord]
+) -> list[Finding]:
     """Failures the running agent logged, judged against what the guard sees now.
 
     A stop failure with a visible cause takes that cause's severity and says whether a
     restart helps. Without one, the log is the only witness of a recent refusal or
-    timeout: CRITICAL, unless the probes show the backend answering again.
+    timeout: CRITICAL; from a stale entry when every live pool of the adaptor answers,
+    else unexplained.
     """
     findings = []
     events = snap.current_events()
@@ -357,9 +237,9 @@ def _log_failure_findings(snap: Snapshot, history: History, causes: list[Finding
             pool_type = adaptor_pool_type(adaptor)
             what = "disk cleanup failure(s)" if kind == "stop-failure" else "backend call failure(s)"
             evidence = [Evidence("agent-log", f"{len(mine)} {what} in {adaptor} since the agent "
-                                 f"started, last {_when(last.ts, snap.now)} ({last.file}:{last.line}): "
+                                 f"started, last {when(last.ts, snap.now)} ({last.file}:{last.line}): "
                                  f"{last.exception}")]
-            cause = _cause_for(last, causes, history)
+            cause = _cause_for(snap, last, causes, history)
             recent = last.ts is not None and snap.now - last.ts < RECENT_S
             if cause is not None:
                 if kind != "stop-failure":
@@ -369,6 +249,12 @@ def _log_failure_findings(snap: Snapshot, history: History, causes: list[Finding
                 restart_helps = cause.kind == "stale-pool"
                 action = ("caused by a stale pool: " + cause.action if restart_helps else
                           "caused by a storage outage: fix the backend; an agent restart will not help")
+            elif recent and kind == "stop-failure" and _from_a_stale_entry(snap, last, live, pool_type):
+                severity, restart_helps = Severity.CRITICAL, True
+                action = (f"{adaptor} reaches a controller only through a pool it caches, and every "
+                          f"{pool_type} pool the server lists answers: a pool removed before the guard "
+                          "saw it is still cached. Restart cloudstack-agent to clear it (the guard does "
+                          "this in remediate mode)")
             elif recent:
                 answering = [p for uuid, p in snap.probes if p.reachable
                              and (history.pool(uuid) or PoolRecord(uuid)).type == pool_type]
@@ -398,11 +284,11 @@ def evaluate(snap: Snapshot, history: History) -> list[Finding]:
     """Every finding about this host now, worst first."""
     findings = _source_findings(snap) + _agent_findings(snap)
     current = history.incarnation(snap.agent.incarnation.key) if snap.agent else None
-    stale = _stale_pools(snap, history, current) if current else []
     live = _live_pools(snap, history, current)
+    stale = stale_pools(snap, history, current, live) if current else []
     backend = _backend_findings(snap, live)
     findings += stale + backend + _libvirt_findings(snap, history, live)
-    findings += _log_failure_findings(snap, history, stale + backend)
+    findings += _log_failure_findings(snap, history, stale + backend, live)
     return sorted(findings, key=lambda f: -f.severity.rank)
 
 

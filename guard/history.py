@@ -11,7 +11,11 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any, Optional
 
-SCHEMA_VERSION = 1
+from guard.model import incarnation_key
+
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 2 only added fields with defaults: a version-1 file reads as it is."""
 
 
 @dataclass(frozen=True)
@@ -26,10 +30,20 @@ class PoolRecord:
     removed_at: Optional[float] = None
     removed_via: str = ""
     removed_while_connected: bool = False
-    """The host was Up and its agent connected when the pool was last listed and when it
-    was first seen gone: a management server that sends DeleteStoragePoolCommand on
-    deletion reached this agent."""
+    """The host was Up and its agent connected when the pool was last listed, when it was
+    seen gone, and at every look in between (no disconnect in the gap, none in the agent
+    log): a management server that sends DeleteStoragePoolCommand on deletion reached it."""
+    removed_server_version: str = ""
+    """The management server's version when the removal was recorded: the inference that
+    it sent DeleteStoragePoolCommand rests on it, so it is kept with the record instead of
+    being read again (a failed listCapabilities must not change the verdict)."""
+    absence_confirmed: bool = False
+    """A later listing missed the pool too. One short answer from the server is reported
+    but not acted on: a restart needs the absence confirmed."""
     maintenance_at: Optional[float] = None
+    backend_down_at: Optional[float] = None
+    """The last time a probe of this pool's backend found it down: a logged connection
+    failure near it may be this pool's outage rather than a stale entry's."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +60,15 @@ class IncarnationRecord:
     first_seen: float
     held: tuple[Held, ...] = ()
     dropped: tuple[str, ...] = ()
+    agent_version: str = ""
+    """The version this JVM runs, learned once: a later failed read must not change it."""
+    start_ticks: int = 0
+    """Clock ticks after boot when the JVM started (/proc/PID/stat): unlike the start
+    time, it does not move when the wall clock is stepped."""
 
     @property
     def key(self) -> str:
-        return f"{self.pid}:{self.start_time:.2f}"
+        return incarnation_key(self.pid, self.start_time, self.start_ticks)
 
     def holds(self, uuid: str) -> Optional[Held]:
         return next((h for h in self.held if h.uuid == uuid), None)
@@ -75,6 +94,15 @@ class History:
     restarts: tuple[RestartRecord, ...] = ()
     breaker_open_since: Optional[float] = None
     breaker_reason: str = ""
+    server_version: str = ""
+    """The management server's version as last read successfully."""
+    last_disconnected_at: Optional[float] = None
+    """The last moment the host was seen not Up, the agent not connected, or the agent
+    log showed a reconnect or a restart: inferences about what the server reached this
+    agent with hold only over gaps after it."""
+    eligible_since: Optional[float] = None
+    """When a restart first became warranted for the present trouble: the stagger counts
+    from a moment every look agrees on, not from each evaluation's now."""
 
     def pool(self, uuid: str) -> Optional[PoolRecord]:
         return next((p for p in self.pools if p.uuid == uuid), None)
@@ -89,6 +117,9 @@ def to_json(history: History) -> dict[str, Any]:
         "restarts": [dict(vars(r), pools=list(r.pools)) for r in history.restarts],
         "breaker_open_since": history.breaker_open_since,
         "breaker_reason": history.breaker_reason,
+        "server_version": history.server_version,
+        "last_disconnected_at": history.last_disconnected_at,
+        "eligible_since": history.eligible_since,
         "pools": [vars(p) for p in sorted(history.pools, key=lambda p: p.uuid)],
         "incarnations": [
             {
@@ -97,6 +128,8 @@ def to_json(history: History) -> dict[str, Any]:
                 "first_seen": i.first_seen,
                 "held": [vars(h) for h in i.held],
                 "dropped": list(i.dropped),
+                "agent_version": i.agent_version,
+                "start_ticks": i.start_ticks,
             }
             for i in history.incarnations
         ],
@@ -173,7 +206,7 @@ def _records(cls: type, value: Any, where: str) -> tuple[Any, ...]:
 def from_json(data: Any) -> History:
     """Strict: any deviation, a missing or unknown field or one of the wrong type, raises
     ValueError, and the caller moves the file aside."""
-    if not isinstance(data, dict) or data.get("version") != SCHEMA_VERSION:
+    if not isinstance(data, dict) or data.get("version") not in READABLE_VERSIONS:
         raise ValueError("not a cloudstack-guard history of a known version")
     for required in ("pools", "incarnations"):
         if required not in data:
@@ -183,7 +216,13 @@ def from_json(data: Any) -> History:
     restarts = _records(RestartRecord, data.get("restarts", []), "restarts")
     breaker = _check("Optional[float]", data.get("breaker_open_since"), "breaker_open_since")
     breaker_reason = _check("str", data.get("breaker_reason", ""), "breaker_reason")
-    return History(pools, incarnations, restarts, breaker, breaker_reason)
+    return History(
+        pools, incarnations, restarts, breaker, breaker_reason,
+        server_version=_check("str", data.get("server_version", ""), "server_version"),
+        last_disconnected_at=_check("Optional[float]", data.get("last_disconnected_at"),
+                                    "last_disconnected_at"),
+        eligible_since=_check("Optional[float]", data.get("eligible_since"), "eligible_since"),
+    )
 
 
 def merge(disk: History, mine: History, base: History) -> History:

@@ -51,16 +51,24 @@ class Pool:
     scope: str = ""
 
 
+def incarnation_key(pid: int, start_time: float, start_ticks: int) -> str:
+    """The identity of one JVM: pid and start ticks when known, else pid and start time."""
+    return f"{pid}@{start_ticks}" if start_ticks else f"{pid}:{start_time:.2f}"
+
+
 @dataclass(frozen=True)
 class Incarnation:
-    """One life of the agent JVM: its caches are born and die with it."""
+    """One life of the agent JVM: its caches are born and die with it. `start_ticks` is
+    the kernel's start time in clock ticks after boot (0 when unknown): psutil's start
+    time is derived from the wall clock and moves when the clock is stepped."""
 
     pid: int
     start_time: float
+    start_ticks: int = 0
 
     @property
     def key(self) -> str:
-        return f"{self.pid}:{self.start_time:.2f}"
+        return incarnation_key(self.pid, self.start_time, self.start_ticks)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Optional
 
 from guard.drivers import canonical_type
 from guard.history import Held, History, IncarnationRecord, PoolRecord
-from guard.model import Snapshot
+from guard.model import CLOCK_SLACK_S, Snapshot
 
 KEEP_INCARNATIONS = 10
 FORGET_REMOVED_AFTER_S = 30 * 86400
@@ -34,8 +34,12 @@ primary pools: absence from the primary pool listing proves nothing for them unl
 management server listed them as primary before."""
 
 HOLD_KINDS = {"pool-add", "linstor-pool", "heartbeat-failure"}
+RECONNECT_KINDS = {"agent-connected"}
+"""Agent.reconnect() logs `Connected to the host`; a first connect does not (Agent.java):
+each such line means the agent was cut off from the server just before."""
 DROP_KINDS = {"pool-remove", "pool-delete-command"}
 HEARTBEAT_VIA = "agent log (heartbeat-failure)"
+LISTING = "management server no longer lists it"
 
 
 def detached(state: str) -> bool:
@@ -52,12 +56,22 @@ class _Work:
         self.current: Optional[IncarnationRecord] = None
         self.held: dict[str, Held] = {}
         self.dropped: list[str] = []
+        self.server_version = history.server_version
+        self.last_disconnected_at = history.last_disconnected_at
         if snap.agent is not None:
             inc = snap.agent.incarnation
-            self.current = self.incarnations.get(inc.key) or IncarnationRecord(
-                inc.pid, inc.start_time, snap.now)
+            current = self.incarnations.get(inc.key) or self._before_ticks(inc.pid, inc.start_time)
+            current = current or IncarnationRecord(inc.pid, inc.start_time, snap.now)
+            self.incarnations.pop(current.key, None)
+            self.current = replace(current, start_ticks=current.start_ticks or inc.start_ticks,
+                                   agent_version=current.agent_version or snap.agent_version)
             self.held = {h.uuid: h for h in self.current.held}
             self.dropped = list(self.current.dropped)
+
+    def _before_ticks(self, pid: int, start_time: float) -> Optional[IncarnationRecord]:
+        """The same JVM recorded by a guard that did not know start ticks yet."""
+        return next((i for i in self.incarnations.values() if not i.start_ticks and i.pid == pid
+                     and abs(i.start_time - start_time) <= CLOCK_SLACK_S), None)
 
     def pool(self, uuid: str) -> PoolRecord:
         return self.pools.get(uuid) or PoolRecord(uuid=uuid)
@@ -79,6 +93,10 @@ class _Work:
             self.held.pop(uuid, None)
         self.held.setdefault(uuid, Held(uuid, since, via))
 
+    def disconnected(self, at: float) -> None:
+        if self.last_disconnected_at is None or at > self.last_disconnected_at:
+            self.last_disconnected_at = at
+
     def connected(self) -> bool:
         host = self.snap.management_host
         return (host is not None and host.state == "Up" and self.snap.agent is not None
@@ -89,7 +107,11 @@ def _record_management(work: _Work) -> None:
     snap = work.snap
     if not snap.source_ok("management"):
         return
+    if snap.management_host is not None and snap.management_host.server_version:
+        work.server_version = snap.management_host.server_version
     connected = work.connected()
+    if not connected:
+        work.disconnected(snap.now)
     for pool in snap.management_pools:
         before = work.pools.get(pool.uuid)
         record = work.identify(pool.uuid, pool.type, pool.name, pool.url)
@@ -107,6 +129,8 @@ def _record_management(work: _Work) -> None:
             removed_at=None,
             removed_via="",
             removed_while_connected=False,
+            removed_server_version="",
+            absence_confirmed=False,
             maintenance_at=maintenance_at,
         )
         if connected and work.current is not None and not detached(pool.state):
@@ -116,6 +140,8 @@ def _record_management(work: _Work) -> None:
 def _record_log(work: _Work) -> None:
     mine = {id(e) for e in work.snap.current_events()}
     for event in work.snap.log_events:
+        if event.kind in RECONNECT_KINDS and event.ts is not None and id(event) in mine:
+            work.disconnected(event.ts)
         if not event.pool_uuid:
             continue
         record = work.identify(event.pool_uuid, event.pool_type, url=event.url)
@@ -140,7 +166,9 @@ def _record_libvirt(work: _Work) -> None:
 
 
 def _record_removals(work: _Work) -> None:
-    """A pool the management server no longer lists has been removed (or left scope)."""
+    """A pool the management server no longer lists has been removed (or left scope).
+    Whether the host was connected is judged over the whole gap since the pool was last
+    listed: a partition in between may have kept the delete command from it."""
     snap = work.snap
     if not snap.source_ok("management"):
         return
@@ -149,15 +177,25 @@ def _record_removals(work: _Work) -> None:
     for uuid in sorted((set(work.pools) | set(work.held)) - listed):
         record = work.pool(uuid)
         if record.removed_at is not None:
+            later = snap.now > record.removed_at and record.removed_via == LISTING
+            if later and not record.absence_confirmed:
+                work.pools[uuid] = replace(record, absence_confirmed=True)
             continue
         heartbeat_held = work.held.get(uuid) is not None and work.held[uuid].via == HEARTBEAT_VIA
         if record.first_listed is None and not heartbeat_held and (
                 not record.type or record.type in SECONDARY_CAPABLE):
             continue
-        was_connected = connected and record.last_listed is not None
-        work.pools[uuid] = replace(record, removed_at=snap.now,
-                                   removed_via="management server no longer lists it",
-                                   removed_while_connected=was_connected)
+        gap_clean = record.last_listed is not None and (
+            work.last_disconnected_at is None or work.last_disconnected_at < record.last_listed)
+        work.pools[uuid] = replace(record, removed_at=snap.now, removed_via=LISTING,
+                                   removed_while_connected=connected and gap_clean,
+                                   removed_server_version=work.server_version)
+
+
+def _record_probes(work: _Work) -> None:
+    for uuid, probe in work.snap.probes:
+        if probe.down and uuid in work.pools:
+            work.pools[uuid] = replace(work.pools[uuid], backend_down_at=work.snap.now)
 
 
 def _keep(pool: PoolRecord, held_now: set[str], now: float) -> bool:
@@ -178,6 +216,7 @@ def record(history: History, snap: Snapshot) -> History:
     _record_log(work)
     _record_libvirt(work)
     _record_removals(work)
+    _record_probes(work)
     incarnations = dict(work.incarnations)
     if work.current is not None:
         current = replace(work.current, held=tuple(work.held.values()), dropped=tuple(work.dropped))
@@ -186,4 +225,5 @@ def record(history: History, snap: Snapshot) -> History:
     held_now = set(work.held) if work.current is not None else set()
     pools = tuple(sorted((p for p in work.pools.values() if _keep(p, held_now, snap.now)),
                          key=lambda p: p.uuid))
-    return replace(history, pools=pools, incarnations=tuple(kept_incarnations))
+    return replace(history, pools=pools, incarnations=tuple(kept_incarnations),
+                   server_version=work.server_version, last_disconnected_at=work.last_disconnected_at)

@@ -101,12 +101,26 @@ def test_delete_command_in_log_means_dropped():
     assert findings == []
 
 
-def test_maintenance_depends_on_agent_version():
+def test_maintenance_drops_a_pool_only_where_the_adaptor_lets_go():
+    """This test used to assert that maintenance on a 4.21 agent drops every pool. It does
+    not: add=false reaches the adaptor's deleteStoragePool(uuid, details), a no-op in
+    LinstorStorageAdaptor (KVMStoragePoolManager.java, StorageAdaptor.java), so the LINSTOR
+    map keeps the pool and every VM stop fails once its controller goes. Only
+    ScaleIOStorageAdaptor (PowerFlex) and libvirt-backed pools really let go."""
     old = [snap(T0 + 10, [lin_pool()]), snap(T0 + 20, [lin_pool("Maintenance")]),
            snap(T0 + 70, [], probes=probe("refused"))]
     assert kinds(run(old)[0]) == [("stale-pool", Severity.CRITICAL)]
     new = [replace(s, agent_version="4.21.0.0") for s in old]
-    assert run(new)[0] == []
+    findings = run(new)[0]
+    assert kinds(findings) == [("stale-pool", Severity.CRITICAL)] and findings[0].restart_helps
+
+    def flex(state="Up"):
+        return Pool(LIN, "PowerFlex", "management", name="flex", state=state, scope="ZONE")
+
+    flex_steps = [snap(T0 + 10, [flex()]), snap(T0 + 20, [flex("Maintenance")]), snap(T0 + 70, [])]
+    assert kinds(run(flex_steps)[0]) == [("stale-pool", Severity.WARNING)]
+    assert not run(flex_steps)[0][0].restart_helps
+    assert run([replace(s, agent_version="4.21.0.0") for s in flex_steps])[0] == []
 
 
 def test_live_pool_with_backend_down_is_outage_not_stale():
@@ -220,14 +234,38 @@ def test_old_stop_failure_is_not_blamed_on_a_later_removal():
 
 def test_stop_failure_takes_its_causes_severity():
     findings, _ = run([snap(T0 + 10, [lin_pool()]),
+                       snap(T0 + 70, [], events=[failure(T0 + 40)], probes=probe("refused"))])
+    assert kinds(findings) == [("stale-pool", Severity.CRITICAL), ("stop-failure", Severity.CRITICAL)]
+    assert findings[1].pool_uuid == LIN and findings[1].restart_helps
+
+
+def test_a_refusal_is_not_blamed_on_a_stale_pool_whose_controller_answers():
+    """It used to be (WARNING, "caused by a stale pool"): a controller that answers did not
+    refuse the call. The adaptor asked some other cached pool, one the guard never saw
+    listed: CRITICAL, and the restart clears that one too."""
+    findings, _ = run([snap(T0 + 10, [lin_pool()]),
                        snap(T0 + 70, [], events=[failure(T0 + 40)], probes=probe("healthy"))])
-    assert kinds(findings) == [("stale-pool", Severity.WARNING), ("stop-failure", Severity.WARNING)]
+    assert kinds(findings) == [("stop-failure", Severity.CRITICAL), ("stale-pool", Severity.WARNING)]
+    assert findings[0].pool_uuid == "" and findings[0].restart_helps
 
 
-def test_recent_refusal_with_the_backend_answering_again_is_a_warning():
+def test_a_refusal_while_every_listed_linstor_pool_answers_comes_from_a_stale_entry():
+    """Installed after the deletion, or with the history moved aside: the adaptor reaches a
+    controller only through a pool it caches (LinstorStorageAdaptor.java), so a refusal
+    while every listed LINSTOR controller answers is a stale entry's. It used to be
+    WARNING "the backend answers again" with restart_helps=False."""
     findings, _ = run([snap(T0 + 70, [lin_pool()], events=[failure(T0 + 60)], probes=probe("healthy"))])
+    assert kinds(findings) == [("stop-failure", Severity.CRITICAL)] and findings[0].restart_helps
+    assert "caches" in findings[0].action
+
+
+def test_a_refusal_near_a_live_pools_outage_is_that_outage():
+    """The listed pool's controller was probed down just before the failure and answers
+    now: the failure was the outage's, and a restart would not have helped."""
+    findings, _ = run([snap(T0 + 50, [lin_pool()], probes=probe("refused")),
+                       snap(T0 + 70, [lin_pool()], events=[failure(T0 + 60)], probes=probe("healthy"))])
     assert kinds(findings) == [("stop-failure", Severity.WARNING)]
-    assert "answers again" in findings[0].action and "[management]" not in findings[0].action
+    assert "answers again" in findings[0].action and not findings[0].restart_helps
 
 
 def test_probe_rejected_by_http_error_is_not_an_outage():

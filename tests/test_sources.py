@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from guard.config import Credentials, ManagementConfig
-from guard.history import Held, History, IncarnationRecord, PoolRecord
+from guard.history import SCHEMA_VERSION, Held, History, IncarnationRecord, PoolRecord
 from guard.sources import history as store
 from guard.sources.agent import find_agent
 from guard.sources.agentconf import AgentProperties, agent_properties
@@ -263,7 +263,7 @@ def test_history_write_is_atomic(tmp_path):
     reads = 0
     while writer.poll() is None:
         data = json.loads((tmp_path / "history.json").read_text())
-        assert data["version"] == 1
+        assert data["version"] == SCHEMA_VERSION
         reads += 1
     assert writer.wait(timeout=60) == 0 and reads > 0
 

@@ -107,6 +107,18 @@ def unit_state(unit: str) -> tuple[Optional[int], str]:
     return (int(pid) if pid.isdigit() and int(pid) > 0 else None), state
 
 
+def start_ticks(pid: int) -> int:
+    """The process's start in clock ticks after boot (field 22 of /proc/PID/stat), 0 when
+    unreadable. psutil's create_time adds it to a boot time derived from the wall clock,
+    so it moves when the clock is stepped; the identity of an incarnation must not."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read().decode("ascii", "replace")
+        return int(stat[stat.rindex(")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _describe(top: psutil.Process, props: Optional[AgentProperties]) -> AgentProcess:
     tree = [top] + top.children(recursive=True)
     agent_pids = {p.pid for p in tree if _is_agent(p)}
@@ -120,7 +132,7 @@ def _describe(top: psutil.Process, props: Optional[AgentProperties]) -> AgentPro
             continue
     connected, how = _connection(tree, props)
     return AgentProcess(
-        incarnation=Incarnation(top.pid, top.create_time()),
+        incarnation=Incarnation(top.pid, top.create_time(), start_ticks(top.pid)),
         cmdline=" ".join(top.cmdline())[:500],
         children=tuple(children),
         connected=connected,
@@ -135,7 +147,9 @@ def inspect_agent(
     or its pid belongs to another process now."""
     try:
         proc = psutil.Process(incarnation.pid)
-        if proc.create_time() != incarnation.start_time or not _is_agent(proc):
+        same = (start_ticks(proc.pid) == incarnation.start_ticks if incarnation.start_ticks
+                else proc.create_time() == incarnation.start_time)
+        if not same or not _is_agent(proc):
             return None
         return _describe(proc, props)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
