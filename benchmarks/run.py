@@ -32,6 +32,8 @@ import bench_analyze  # noqa: E402
 import bench_check  # noqa: E402
 import bench_daemon  # noqa: E402
 
+from tests.harness import herd_sim  # noqa: E402
+
 Row = tuple[str, str, str, str]  # figure, value, target, verdict
 
 
@@ -103,6 +105,22 @@ def _run(name: str, body: Callable[[], dict[str, Any]], report: Optional[Callabl
     return rows(result), True, time.monotonic() - started
 
 
+def herd_run() -> dict[str, Any]:
+    """16 guards of one cluster in simulated time (tests/harness/herd_sim.py)."""
+    return {"plain": herd_sim.simulate(16), "window 02:00-04:00, removal 23:00": herd_sim.window_case(16),
+            "slow cascade (restart 3 slots)": herd_sim.cascade_case(16)}
+
+
+def herd_rows(result: dict[str, Any]) -> list[Row]:
+    rows = []
+    for case, r in result.items():
+        verdict = "ok" if r.most_disconnected == 1 and len(r.restarts) == 16 else "MISSED"
+        rows.append((f"{case}: most hosts Disconnected at once", str(r.most_disconnected), "1", verdict))
+        rows.append((f"{case}: most restarts begun in one slot", str(r.most_in_a_slot), "", ""))
+        rows.append((f"{case}: all 16 remediated after", f"{r.last_restart_s:.0f} s", "", ""))
+    return rows
+
+
 def main() -> int:
     began = time.monotonic()
     sections = [
@@ -110,6 +128,7 @@ def main() -> int:
         ("bench_check", lambda: bench_check.run(runs=10), bench_check.report, check_rows),
         ("bench_analyze", lambda: bench_analyze.run("50M,200M", runs=3), bench_analyze.report, analyze_rows),
         ("bench_daemon", bench_daemon.run, bench_daemon.report, bench_daemon.rows),
+        ("herd_sim", herd_run, None, herd_rows),
     ]
     table: list[tuple[str, list[Row], float]] = []
     ok = True

@@ -21,7 +21,7 @@ from guard.evaluate import evaluate, overall
 from guard.history import History
 from guard.logsetup import FORMATS
 from guard.model import Evidence, Finding, ProbeResult, Severity, Snapshot, SourceStatus
-from guard.policy import Decision, close_breaker, decide
+from guard.policy import Decision, close_breaker, decide, unconfirmed
 from guard.probes import linstor
 from guard.remediate import carry_out, cluster_reading, gather_in_flight
 from guard.report import SERVICE, finding_json, finding_line, json_doc, perfdata, summary, text
@@ -234,6 +234,9 @@ def cmd_restart_agent(args: argparse.Namespace) -> int:
         print(f"restart-agent: config: {exc}")
         return 2
     findings, snap, base = _check_once(config)
+    if any(f.restart_helps and unconfirmed(f, base) for f in findings):
+        # A removal seen in one listing is confirmed by a second look before acting.
+        findings, snap, base = _check_once(config)
     for finding in findings:
         print(finding_line(finding))
     in_flight = gather_in_flight(snap.agent, config.libvirt.uri, config.probes.timeout)
@@ -254,9 +257,18 @@ def cmd_restart_agent(args: argparse.Namespace) -> int:
         print("dry run: nothing done")
         return 0
     mine = close_breaker(base) if args.force else base
+    saved = [base]
+
+    async def persist(history: History) -> None:
+        try:
+            saved.append(history_store.save_merged(config.state_dir, history, saved[-1]))
+        except OSError as exc:
+            print(f"restart-agent: cannot record the restart in {config.state_dir}: {exc.strerror}; "
+                  "the rate limits will not count it")
+
     mine, result = asyncio.run(carry_out(config, decision, snap.agent, mine,
-                                         lambda event, **f: print(f"{event}: {f}"), time.time()))
-    history_store.save_merged(config.state_dir, mine, base)
+                                         lambda event, **f: print(f"{event}: {f}"), time.time(), persist))
+    history_store.save_merged(config.state_dir, mine, saved[-1])
     print(f"restart {'verified' if result.ok else 'FAILED'}: {result.detail} ({result.seconds:.1f}s)")
     return 0 if result.ok else 2
 

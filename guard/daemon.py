@@ -31,7 +31,15 @@ from guard.follow import Follower
 from guard.history import History
 from guard.metrics import Counters, MetricsServer, exposition, write_textfile
 from guard.model import AgentProcess, Finding, LogEvent, Pool, ProbeResult, Snapshot, SourceStatus
-from guard.policy import Decision, anchor_for, decide, judge_last_restart, peers_busy
+from guard.policy import (
+    Decision,
+    anchor_for,
+    busy_peer,
+    decide,
+    judge_last_restart,
+    note_warranted,
+    unconfirmed,
+)
 from guard.probes import linstor
 from guard.record import record
 from guard.remediate import carry_out, cluster_reading, gather_in_flight
@@ -58,6 +66,10 @@ LIBVIRT_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
 STOP_GRACE_S = 4.0
 DEFAULT_HEALTH_TICK_S = 10.0
 INITIAL_SOURCES = {"agent-properties", "agent-process", "agent-log", "libvirt", "management"}
+
+
+CONFIRM_AFTER_S = 5.0
+"""A pool missing from one listing is looked for again this soon, not a poll later."""
 
 
 def _jittered(interval: float) -> float:
@@ -90,6 +102,8 @@ class Daemon:
         self.last_decision: Optional[tuple[Any, ...]] = None
         self.dirty = asyncio.Event()
         self.probe_now = asyncio.Event()
+        self.confirm_now = asyncio.Event()
+        self.listed_at: Optional[float] = None
         self.stopping = asyncio.Event()
         self.restarting = False
         self.peer_busy: tuple[float, str] = (0.0, "")
@@ -286,10 +300,17 @@ class Daemon:
                 self.mark("agent-properties", props_status)
             host, pools, status = await self.in_thread(
                 read_management, self.config.management, self.hostname, self.props)
-            self.management = (host, tuple(pools)) if status.ok else self.management
+            if status.ok:
+                self.management = (host, tuple(pools))
+                self.listed_at = time.time()
             self.mark("management", status)
             self.probe_now.set()
-            await self._sleep(_jittered(self.config.management.poll_interval))
+            interval = _jittered(self.config.management.poll_interval)
+            soonest = min(CONFIRM_AFTER_S, interval)
+            await self._sleep(soonest)
+            self.confirm_now.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.confirm_now.wait(), interval - soonest)
 
     async def run_probes(self) -> None:
         while not self.stopping.is_set():
@@ -321,6 +342,7 @@ class Daemon:
             libvirt_pools=self.libvirt_pools,
             management_host=host,
             management_pools=pools,
+            listed_at=self.listed_at,
             log_events=tuple(self.events),
             probes=tuple(self.probes.items()),
             sources=tuple(self.statuses.values()),
@@ -346,6 +368,7 @@ class Daemon:
         history = record(self.history, snap)
         findings = evaluate(snap, history)
         history = judge_last_restart(history, findings, snap.now, self.config.remediation.settle)
+        history = note_warranted(history, findings, snap.now)
         if history.breaker_open_since != self.history.breaker_open_since:
             self.emit("circuit-breaker", open=history.breaker_open_since is not None,
                       reason=history.breaker_reason, level="warning")
@@ -358,9 +381,13 @@ class Daemon:
         if status_line != self.last_status:
             self.last_status = status_line
             notify.notify(f"STATUS={status_line}")
-        fixable = tuple(sorted({f.pool_uuid for f in findings if f.restart_helps and f.pool_uuid}))
+        if any(f.restart_helps and unconfirmed(f, history) for f in findings):
+            self.confirm_now.set()  # a second listing confirms the absence before any restart
+        fixable = tuple(sorted({f.pool_uuid for f in findings if f.restart_helps and f.pool_uuid
+                                and not unconfirmed(f, history)}))
         decided = self.last_decision is not None and self.last_decision[3] == fixable
-        if any(f.restart_helps for f in findings) and not self.restarting and not (
+        warranted = any(f.restart_helps and not unconfirmed(f, history) for f in findings)
+        if warranted and not self.restarting and not (
                 self.config.mode == "observe" and decided):
             # In observe mode the same refusal is read once, not with API calls every pass.
             await self.consider_restart(snap, findings)
@@ -405,6 +432,9 @@ class Daemon:
                 + (f" (+{len(findings) - 1} more)" if len(findings) > 1 else "")
                 + f", mode {self.config.mode}")
 
+    async def _persist(self, history: History) -> None:
+        await self._save(history, force=True)
+
     async def _save(self, history: History, force: bool = False) -> None:
         """Merged with what `check` or an operator's `restart-agent` saved meanwhile."""
         if history == self.history and not force:
@@ -438,9 +468,7 @@ class Daemon:
                                                         host.cluster_id)
         fixable = tuple(f for f in findings if f.restart_helps)
         now = time.time()
-        busy = peers_busy(cluster) if cluster is not None else []
-        if busy:
-            self.peer_busy = (now, busy[-1].id)
+        self.peer_busy = busy_peer(self.peer_busy, cluster, now, self.config.remediation.stagger_slot)
         anchor = max(anchor_for(fixable, self.history, snap.now), self.peer_busy[0])
         decision = decide(findings, self.config.mode, self.config.remediation, self.history,
                           now, in_flight, cluster, anchor, cluster_problem=problem,
@@ -476,7 +504,7 @@ class Daemon:
         started = time.monotonic()
         try:
             history, result = await carry_out(self.config, decision, self.agent, self.history,
-                                               self.emit, time.time())
+                                               self.emit, time.time(), self._persist)
             self.counters.restarts["verified" if result.ok else "failed"] += 1
             self.emit("restart-result", ok=result.ok, detail=result.detail,
                       verify_s=round(result.seconds, 2), total_s=round(time.monotonic() - started, 2),

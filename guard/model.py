@@ -175,6 +175,9 @@ class Snapshot:
     log_events: tuple[LogEvent, ...] = ()
     probes: tuple[tuple[str, ProbeResult], ...] = ()
     sources: tuple[SourceStatus, ...] = ()
+    listed_at: Optional[float] = None
+    """When the management listing was read, if earlier than `now` (the daemon judges a
+    cached listing many times): only a new listing confirms an absence."""
 
     def source(self, name: str) -> Optional[SourceStatus]:
         return next((s for s in self.sources if s.name == name), None)

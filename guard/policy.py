@@ -16,6 +16,7 @@ from typing import Optional
 from guard.config import RemediationConfig
 from guard.history import History, RestartRecord
 from guard.model import ChildProcess, Finding, ManagementHost
+from guard.record import LISTING
 
 KEEP_RESTARTS = 50
 BUSY_HOST_STATES = {"Disconnected", "Connecting"}
@@ -107,8 +108,23 @@ def _in_window(now: float, windows: tuple[tuple[int, int], ...]) -> bool:
                for start, end in windows)
 
 
-def _gate_finding(findings: list[Finding], force: bool) -> tuple[GateReading, tuple[Finding, ...]]:
-    fixable = tuple(f for f in findings if f.restart_helps)
+def unconfirmed(finding: Finding, history: History) -> bool:
+    """A removal seen in one listing only: reported, never acted on (a short answer from
+    the server, or a listing mid-restart, is not a removal)."""
+    record = history.pool(finding.pool_uuid) if finding.pool_uuid else None
+    return (record is not None and record.removed_at is not None and record.removed_via == LISTING
+            and not record.absence_confirmed)
+
+
+def _gate_finding(
+    findings: list[Finding], force: bool, history: History
+) -> tuple[GateReading, tuple[Finding, ...]]:
+    helps = tuple(f for f in findings if f.restart_helps)
+    fixable = tuple(f for f in helps if not unconfirmed(f, history))
+    if helps and not fixable and not force:
+        names = ", ".join(f.pool_uuid for f in helps)
+        return GateReading("finding", False, f"the absence of {names} from the pool listing is not "
+                           "confirmed yet; the next listing confirms it"), ()
     if fixable:
         names = ", ".join(f"{f.kind} {f.pool_uuid or f.pool_type}".strip() for f in fixable)
         return GateReading("finding", True, f"a restart fixes: {names}"), fixable
@@ -217,7 +233,8 @@ def decide(
     """Every gate is read even after one refuses, so the operator sees the whole picture.
     `anchor` is when the condition appeared (hosts that saw it together stagger from it),
     or when the last busy peer (`after_peer`) was seen, whichever is later."""
-    finding, fixable = _gate_finding(findings, force)
+    finding, fixable = _gate_finding(findings, force, history)
+    anchor = max(anchor, _window_opened(now, config.windows))
     cluster_reading, wait_until = _gate_cluster(
         cluster, cluster_problem, anchor, now, config.stagger_slot, force, after_peer)
     readings = (
@@ -246,13 +263,47 @@ def close_breaker(history: History) -> History:
 
 
 def anchor_for(findings: tuple[Finding, ...], history: History, now: float) -> float:
-    """When the condition appeared: the removal every host of the cluster saw at the
-    same moment, so their stagger slots count from the same instant."""
+    """When the condition appeared, as every host of the cluster saw it: the removal, or
+    the entry into maintenance. Failing those, when a restart first became warranted
+    (persisted by note_warranted), never the moment of this evaluation: an anchor that
+    moves with each look keeps the host's slot ahead of it forever."""
     moments = [
-        record.removed_at for f in findings
-        if (record := history.pool(f.pool_uuid)) is not None and record.removed_at is not None
+        moment for f in findings if (record := history.pool(f.pool_uuid)) is not None
+        for moment in (record.removed_at, record.maintenance_at) if moment is not None
     ]
-    return min(moments, default=now)
+    if moments:
+        return min(moments)
+    return history.eligible_since if history.eligible_since is not None else now
+
+
+def _window_opened(now: float, windows: tuple[tuple[int, int], ...]) -> float:
+    """The start of the maintenance window `now` is in (0 outside one, or with none):
+    hosts that waited for the window stagger from its opening, not from a removal hours
+    before it, when all of them would be due at once."""
+    local = time.localtime(now)
+    minute = local.tm_hour * 60 + local.tm_min
+    midnight = now - (minute * 60 + local.tm_sec) - (now % 1)
+    for start, end in windows:
+        if start <= end and start <= minute < end:
+            return midnight + start * 60
+        if start > end and (minute >= start or minute < end):
+            return midnight + start * 60 - (86400 if minute < end else 0)
+    return 0.0
+
+
+def busy_peer(
+    previous: tuple[float, str], cluster: Optional[ClusterView], now: float, slot: float
+) -> tuple[float, str]:
+    """The peer whose restart this host waits after, and when it was last seen busy. It
+    is forgotten once a whole round of slots has passed since: an old cascade must not
+    anchor every later restart at the same moment."""
+    busy = peers_busy(cluster) if cluster is not None else []
+    if busy:
+        return now, busy[-1].id
+    hosts = len(cluster.hosts) if cluster is not None else 1
+    if previous[1] and now - previous[0] > slot * (hosts + 1):
+        return 0.0, ""
+    return previous
 
 
 def judge_last_restart(history: History, findings: list[Finding], now: float, settle: float) -> History:
@@ -273,4 +324,15 @@ def judge_last_restart(history: History, findings: list[Finding], now: float, se
     if history.breaker_open_since is not None and not any(
             f.restart_helps or f.kind == "stop-failure" for f in findings):
         history = close_breaker(history)
+    return history
+
+
+def note_warranted(history: History, findings: list[Finding], now: float) -> History:
+    """Keep when a restart first became warranted for the trouble at hand (see
+    anchor_for), and forget it once nothing a restart fixes is left."""
+    warranted = any(f.restart_helps for f in findings)
+    if warranted and history.eligible_since is None:
+        return replace(history, eligible_since=now)
+    if not warranted and history.eligible_since is not None:
+        return replace(history, eligible_since=None)
     return history

@@ -38,7 +38,6 @@ RECONNECT_KINDS = {"agent-connected"}
 """Agent.reconnect() logs `Connected to the host`; a first connect does not (Agent.java):
 each such line means the agent was cut off from the server just before."""
 DROP_KINDS = {"pool-remove", "pool-delete-command"}
-HEARTBEAT_VIA = "agent log (heartbeat-failure)"
 LISTING = "management server no longer lists it"
 
 
@@ -57,6 +56,7 @@ class _Work:
         self.held: dict[str, Held] = {}
         self.dropped: list[str] = []
         self.server_version = history.server_version
+        self.heartbeats: set[str] = set()
         self.last_disconnected_at = history.last_disconnected_at
         if snap.agent is not None:
             inc = snap.agent.incarnation
@@ -149,6 +149,8 @@ def _record_log(work: _Work) -> None:
             work.pools[record.uuid] = replace(record, removed_at=event.ts, removed_via="agent log")
         if work.current is None or id(event) not in mine or event.ts is None:
             continue
+        if event.kind == "heartbeat-failure":
+            work.heartbeats.add(event.pool_uuid)
         if event.kind in HOLD_KINDS:
             work.hold(event.pool_uuid, event.ts, f"agent log ({event.kind})")
             record = work.pools[event.pool_uuid]
@@ -174,20 +176,21 @@ def _record_removals(work: _Work) -> None:
         return
     listed = {p.uuid for p in snap.management_pools}
     connected = work.connected()
+    seen = snap.listed_at if snap.listed_at is not None else snap.now
     for uuid in sorted((set(work.pools) | set(work.held)) - listed):
         record = work.pool(uuid)
         if record.removed_at is not None:
-            later = snap.now > record.removed_at and record.removed_via == LISTING
+            later = seen > record.removed_at and record.removed_via == LISTING
             if later and not record.absence_confirmed:
                 work.pools[uuid] = replace(record, absence_confirmed=True)
             continue
-        heartbeat_held = work.held.get(uuid) is not None and work.held[uuid].via == HEARTBEAT_VIA
-        if record.first_listed is None and not heartbeat_held and (
+        # Only primary pools are in the HA monitor: a heartbeat line rules out a secondary mount.
+        if record.first_listed is None and uuid not in work.heartbeats and (
                 not record.type or record.type in SECONDARY_CAPABLE):
             continue
         gap_clean = record.last_listed is not None and (
             work.last_disconnected_at is None or work.last_disconnected_at < record.last_listed)
-        work.pools[uuid] = replace(record, removed_at=snap.now, removed_via=LISTING,
+        work.pools[uuid] = replace(record, removed_at=seen, removed_via=LISTING,
                                    removed_while_connected=connected and gap_clean,
                                    removed_server_version=work.server_version)
 

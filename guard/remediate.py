@@ -12,8 +12,9 @@ import asyncio
 import socket
 import subprocess
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from guard.config import Config
 from guard.history import History, RestartRecord
@@ -120,13 +121,16 @@ async def verify(config: Config, old: Optional[Incarnation], deadline_s: float) 
 
 async def carry_out(
     config: Config, decision: Decision, agent: Optional[AgentProcess], history: History,
-    log: Any, now: float,
+    log: Any, now: float, persist: Callable[[History], Awaitable[None]],
 ) -> tuple[History, Verification]:
-    """Restart, verify, and record the outcome; a failed restart opens the breaker."""
+    """Restart, verify, and record the outcome; a failed restart opens the breaker. The
+    intent is persisted before systemctl runs: a guard killed while verifying must find
+    the restart counted against the limits when it comes back, not restart again."""
     reason = "; ".join(f"{r.gate}: {r.reading}" for r in decision.readings)
     old = agent.incarnation if agent else None
     record = RestartRecord(at=now, reason=reason, old_pid=old.pid if old else 0, pools=decision.pools)
     history = record_restart(history, record)
+    await persist(history)
     ok, detail = request_restart(config.agent.unit)
     log("restart-requested", ok=ok, detail=detail, old_pid=record.old_pid)
     if not ok:

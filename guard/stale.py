@@ -107,13 +107,13 @@ def live_trouble(snap: Snapshot, live: dict[str, PoolRecord], pool_type: str) ->
 
 def _stale_finding(
     snap: Snapshot, record: PoolRecord, held_via: str, held_since: float, ha_kept: bool,
-    live: dict[str, PoolRecord], adaptor_kept: bool = True,
+    live: dict[str, PoolRecord], start: float, adaptor_kept: bool = True,
 ) -> Optional[Finding]:
     driver = driver_for(record.type)
     evidence = _why_held(snap, record, held_via, held_since, driver) + probe_evidence(
         snap, record.uuid, record.url)
     probe = snap.probe_for(record.uuid)
-    since = record.last_listed if record.last_listed is not None else held_since - CLOCK_SLACK_S
+    since = record.last_listed if record.last_listed is not None else start - CLOCK_SLACK_S
     heartbeats = recent_heartbeat_failures(snap, record.uuid, since) if (
         ha_kept or driver is UNKNOWN) else []
     for event in heartbeats[-1:]:
@@ -188,12 +188,13 @@ def stale_pools(
             continue
         why, ha_kept = cleared(snap, history, record, current)
         if held.uuid in in_libvirt and (held.via == "defined in libvirt" or driver.libvirt_backed):
-            since = record.last_listed if record.last_listed is not None else held.since
+            since = current.start_time - CLOCK_SLACK_S if record.last_listed is None else record.last_listed
             if not (ha_kept and recent_heartbeat_failures(snap, held.uuid, since)):
                 continue
         if why is not None and not ha_kept:
             continue
-        finding = _stale_finding(snap, record, held.via, held.since, ha_kept, live, adaptor_kept=why is None)
+        finding = _stale_finding(snap, record, held.via, held.since, ha_kept, live, current.start_time,
+                                 adaptor_kept=why is None)
         if finding is not None:
             findings.append(finding)
     return findings

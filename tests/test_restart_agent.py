@@ -65,3 +65,26 @@ def test_config_error_is_a_failure(tmp_path):
     result = subprocess.run([sys.executable, "-m", "guard.cli", "restart-agent", "--config", str(config)],
                             capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 2 and "key 'mode'" in result.stdout
+
+
+def test_the_restart_intent_is_persisted_before_systemctl_runs(tmp_path):
+    """A guard killed between asking systemd and verifying must find the restart counted
+    when it comes back (it would otherwise restart the agent again for the same finding)."""
+    import asyncio
+
+    from guard.config import AgentConfig, Config
+    from guard.history import History
+    from guard.policy import Decision, GateReading
+    from guard.remediate import carry_out
+
+    seen: list = []
+
+    async def persist(history):
+        seen.append([r.outcome for r in history.restarts])
+
+    config = Config(agent=AgentConfig(unit="guard-test-no-such-unit.service"), state_dir=str(tmp_path))
+    decision = Decision(True, (GateReading("finding", True, "test"),))
+    history, result = asyncio.run(carry_out(config, decision, None, History(), lambda *a, **k: None,
+                                            1000.0, persist))
+    assert seen[0] == ["requested"]
+    assert not result.ok and history.restarts[-1].outcome == "failed"

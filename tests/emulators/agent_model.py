@@ -244,8 +244,8 @@ class AgentModel:
     # ----------------------------------------------------------------- what follows
 
     def expected(self) -> set[str]:
-        """What a freshly restarted agent would hold."""
-        return {p.uuid for p in self.pools.values() if self._sends_on_connect(p)} if self.connected else set()
+        """What a freshly restarted agent would hold once connected."""
+        return {p.uuid for p in self.pools.values() if self._sends_on_connect(p)}
 
     def held(self) -> set[str]:
         agent = self.agent
@@ -315,7 +315,6 @@ class AgentModel:
                    for u in self.expected())
 
     def restart_helps(self) -> bool:
-        """A restart clears a stale entry, and no live pool of the same adaptor is in an
-        outage that would go on failing the same way afterwards."""
-        stale = self.stale()
-        return bool(stale) and not any(self.live_outage(self.pools[u].type) for u in stale)
+        """A restart clears a stale entry that can hurt, of an adaptor with no live pool in
+        an outage that would go on failing the same way afterwards."""
+        return any(not self.live_outage(self.pools[u].type) for u in self.stale_risky())

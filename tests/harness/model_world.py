@@ -30,7 +30,17 @@ from guard.model import (
     Snapshot,
     SourceStatus,
 )
-from guard.policy import ClusterView, Decision, InFlight, decide, judge_last_restart, record_restart
+from guard.policy import (
+    ClusterView,
+    Decision,
+    InFlight,
+    anchor_for,
+    busy_peer,
+    decide,
+    judge_last_restart,
+    note_warranted,
+    record_restart,
+)
 from guard.record import record
 from tests.emulators.agent_model import ADAPTOR, LINSTOR, AgentModel
 
@@ -68,7 +78,7 @@ class World:
     last_decision: Optional[Decision] = None
     restarts: list[float] = field(default_factory=list)
     cluster: Optional[ClusterView] = None
-    anchor: Optional[float] = None
+    peer: tuple[float, str] = (0.0, "")
 
     def __post_init__(self) -> None:
         self.agent_started[self.model.agent.incarnation] = self.now
@@ -76,6 +86,7 @@ class World:
     # --------------------------------------------------------------- the agent's log
 
     def _line(self, kind: str, **fields: object) -> None:
+        self.now += 0.5  # lines are written in order; a look after them sees them as earlier
         self.log.append(LogEvent(kind, self.now, "agent.log", len(self.log) + 1, **fields))  # type: ignore[arg-type]
 
     def logged_adds(self, before: set[str]) -> None:
@@ -168,6 +179,8 @@ class World:
         what the entry does (a stop failure, a failing heartbeat) in this incarnation."""
         if self.seen_gone.get(uuid, 0) >= 2:
             return True
+        if self.api_failing:
+            return False  # without the listing, a failing heartbeat may be a live pool's outage
         start = self.agent_started[self.model.agent.incarnation]
         return any(e.ts is not None and e.ts >= start and e.pool_uuid == uuid and e.kind == "heartbeat-failure"
                    for e in self.log)
@@ -179,18 +192,25 @@ class World:
 
     def check(self) -> list[Finding]:
         """One guard evaluation (daemon cycle or `check`), and the restart it decides."""
+        self.now += 0.5
         snap = self.snapshot()
         self._observe(snap)
         history = record(self.history, snap)
         findings = evaluate(snap, history)
         history = judge_last_restart(history, findings, snap.now, self.remediation.settle)
+        history = note_warranted(history, findings, snap.now)
         self.history = history
         self.last_findings = findings
         self.last_decision = None
         if any(f.restart_helps for f in findings):
-            anchor = self.now if self.anchor is None else self.anchor
+            fixable = tuple(f for f in findings if f.restart_helps)
+            self.peer = busy_peer(self.peer, self.cluster, self.now, self.remediation.stagger_slot)
+            anchor = max(anchor_for(fixable, history, self.now), self.peer[0])
+            # As in the daemon: with [management] configured, the cluster view comes from
+            # the same API, and a failing API refuses the cluster gate.
+            problem = "HTTP 500" if self.api_failing else ""
             decision = decide(findings, self.mode, self.remediation, history, self.now, InFlight(),
-                              self.cluster, anchor)
+                              self.cluster, anchor, cluster_problem=problem, after_peer=self.peer[1])
             self.last_decision = decision
             if decision.act:
                 self._restart(decision)
