@@ -469,7 +469,8 @@ class Daemon:
         fixable = tuple(f for f in findings if f.restart_helps)
         now = time.time()
         self.peer_busy = busy_peer(self.peer_busy, cluster, now, self.config.remediation.stagger_slot)
-        anchor = max(anchor_for(fixable, self.history, snap.now), self.peer_busy[0])
+        anchor = max(anchor_for(fixable, self.history, snap.now, self.config.remediation.windows),
+                     self.peer_busy[0])
         decision = decide(findings, self.config.mode, self.config.remediation, self.history,
                           now, in_flight, cluster, anchor, cluster_problem=problem,
                           after_peer=self.peer_busy[1])

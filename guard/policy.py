@@ -234,7 +234,6 @@ def decide(
     `anchor` is when the condition appeared (hosts that saw it together stagger from it),
     or when the last busy peer (`after_peer`) was seen, whichever is later."""
     finding, fixable = _gate_finding(findings, force, history)
-    anchor = max(anchor, _window_opened(now, config.windows))
     cluster_reading, wait_until = _gate_cluster(
         cluster, cluster_problem, anchor, now, config.stagger_slot, force, after_peer)
     readings = (
@@ -262,18 +261,20 @@ def close_breaker(history: History) -> History:
     return replace(history, breaker_open_since=None, breaker_reason="")
 
 
-def anchor_for(findings: tuple[Finding, ...], history: History, now: float) -> float:
+def anchor_for(
+    findings: tuple[Finding, ...], history: History, now: float, windows: tuple[tuple[int, int], ...] = ()
+) -> float:
     """When the condition appeared, as every host of the cluster saw it: the removal, or
     the entry into maintenance. Failing those, when a restart first became warranted
     (persisted by note_warranted), never the moment of this evaluation: an anchor that
-    moves with each look keeps the host's slot ahead of it forever."""
+    moves with each look keeps the host's slot ahead of it forever. Inside a maintenance
+    window, not before its opening."""
     moments = [
         moment for f in findings if (record := history.pool(f.pool_uuid)) is not None
         for moment in (record.removed_at, record.maintenance_at) if moment is not None
     ]
-    if moments:
-        return min(moments)
-    return history.eligible_since if history.eligible_since is not None else now
+    warranted = history.eligible_since if history.eligible_since is not None else now
+    return max(min(moments, default=warranted), _window_opened(now, windows))
 
 
 def _window_opened(now: float, windows: tuple[tuple[int, int], ...]) -> float:

@@ -67,7 +67,7 @@ def simulate(hosts: int = 16, *, slot: float = 30.0, tick: float = 5.0, restart:
             view = ClusterView(host, tuple(ManagementHost(h, h, state(h, t), "c1") for h in ids))
             history[host] = note_warranted(history[host], [STALE], t)
             peer[host] = busy_peer(peer[host], view, t, slot)
-            anchor = max(anchor_for((STALE,), history[host], t), peer[host][0])
+            anchor = max(anchor_for((STALE,), history[host], t, windows), peer[host][0])
             decision = decide([STALE], "remediate", config, history[host], t, InFlight(), view, anchor,
                               after_peer=peer[host][1])
             if decision.act:

@@ -205,7 +205,7 @@ class World:
         if any(f.restart_helps for f in findings):
             fixable = tuple(f for f in findings if f.restart_helps)
             self.peer = busy_peer(self.peer, self.cluster, self.now, self.remediation.stagger_slot)
-            anchor = max(anchor_for(fixable, history, self.now), self.peer[0])
+            anchor = max(anchor_for(fixable, history, self.now, self.remediation.windows), self.peer[0])
             # As in the daemon: with [management] configured, the cluster view comes from
             # the same API, and a failing API refuses the cluster gate.
             problem = "HTTP 500" if self.api_failing else ""
