@@ -381,13 +381,13 @@ class Daemon:
         if status_line != self.last_status:
             self.last_status = status_line
             notify.notify(f"STATUS={status_line}")
-        if any(f.restart_helps and unconfirmed(f, history) for f in findings):
+        helps = [f for f in findings if f.restart_helps]
+        actionable = [f for f in helps if not unconfirmed(f, history)]
+        if len(actionable) < len(helps):
             self.confirm_now.set()  # a second listing confirms the absence before any restart
-        fixable = tuple(sorted({f.pool_uuid for f in findings if f.restart_helps and f.pool_uuid
-                                and not unconfirmed(f, history)}))
+        fixable = tuple(sorted({f.pool_uuid for f in actionable if f.pool_uuid}))
         decided = self.last_decision is not None and self.last_decision[3] == fixable
-        warranted = any(f.restart_helps and not unconfirmed(f, history) for f in findings)
-        if warranted and not self.restarting and not (
+        if actionable and not self.restarting and not (
                 self.config.mode == "observe" and decided):
             # In observe mode the same refusal is read once, not with API calls every pass.
             await self.consider_restart(snap, findings)

@@ -30,6 +30,11 @@ HA_DELETE_ALL_TYPES_BEFORE = (4, 21)
 the KVM HA monitor; from 4.21 only NFS pools."""
 
 
+LIVE_HEARTBEAT_WINDOW_S = 300.0
+"""A live pool's heartbeat failing within this long (five rounds at the default
+kvm.heartbeat.update.frequency of 60 s) counts as trouble a restart leaves behind."""
+
+
 def adaptor_failed_since(snap: Snapshot, adaptor: str, since: float) -> Optional[LogEvent]:
     """A later sign that the adaptor still reaches a cached pool: a foreign-path line
     (DEBUG), or a connection failure out of it."""
@@ -100,7 +105,7 @@ def live_trouble(snap: Snapshot, live: dict[str, PoolRecord], pool_type: str) ->
         probe = snap.probe_for(uuid)
         if probe is not None and probe.down:
             return f"live pool {uuid} of the same adaptor is {probe.status} at {probe.target}"
-        if recent_heartbeat_failures(snap, uuid, snap.now - 300.0):
+        if recent_heartbeat_failures(snap, uuid, snap.now - LIVE_HEARTBEAT_WINDOW_S):
             return f"live pool {uuid} of the same adaptor fails its HA heartbeat"
     return None
 

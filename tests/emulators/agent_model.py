@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from guard.drivers import has_release
+
 Version = tuple[int, ...]
 
 LINSTOR = "Linstor"
@@ -56,12 +58,6 @@ the KVM HA monitor; from 4.21 only NFS pools."""
 
 LINSTOR_HA_FROM: Version = (4, 19, 1)
 """LinstorStoragePool.isPoolSupportHA (apache/cloudstack#8407)."""
-
-
-def _at_least(version: Version, fixes: tuple[Version, ...]) -> bool:
-    """Whether a release has a fix that landed on several branches (4.19.3 and 4.20.1)."""
-    return any(version >= fix and (i + 1 == len(fixes) or version < fixes[i + 1][:2])
-               for i, fix in enumerate(fixes))
 
 
 def java_string_hash(text: str) -> int:
@@ -216,7 +212,7 @@ class AgentModel:
         if not self.connected:
             return
         if pool.type in LIBVIRT_TYPES or (
-                pool.type == LINSTOR and _at_least(self.server_version, LINSTOR_DELETE_SENT)):
+                pool.type == LINSTOR and has_release(self.server_version, LINSTOR_DELETE_SENT)):
             self._delete_command(uuid)
 
     def leave_scope(self, uuid: str) -> None:
