@@ -70,9 +70,9 @@ def collect(config: Config, history: History) -> tuple[Snapshot, History]:
     events, log_status = read_agent_log(config.agent.log, since=since)
     pools, libvirt_status = libvirt_call.result(config.probes.timeout + 1.0)
     try:
-        host, managed, mgmt_status = management_call.result(_management_deadline(config))
+        host, managed, elsewhere, mgmt_status = management_call.result(_management_deadline(config))
     except TimeoutError:
-        host, managed = None, []
+        host, managed, elsewhere = None, [], ()
         mgmt_status = SourceStatus("management", False, f"no complete answer within "
                                    f"{_management_deadline(config):g}s")
     versions = [e.detail for e in events if e.kind == "agent-version" and e.ts and e.ts >= since]
@@ -85,6 +85,7 @@ def collect(config: Config, history: History) -> tuple[Snapshot, History]:
         libvirt_pools=tuple(pools),
         management_host=host,
         management_pools=tuple(managed),
+        management_elsewhere=elsewhere,
         log_events=tuple(events),
         sources=(props_status, agent_status, libvirt_status, log_status, mgmt_status),
     )

@@ -96,7 +96,7 @@ class Daemon:
         self.events: collections.deque = collections.deque(maxlen=MAX_EVENTS)
         self.version = ""
         self.unit_state = ""
-        self.management: tuple[Any, tuple[Pool, ...]] = (None, ())
+        self.management: tuple[Any, tuple[Pool, ...], tuple[str, ...]] = (None, (), ())
         self.probes: dict[str, ProbeResult] = {}
         self.findings: dict[tuple[str, ...], Finding] = {}
         self.last_decision: Optional[tuple[Any, ...]] = None
@@ -298,10 +298,10 @@ class Daemon:
                 self.props, props_status = await self.in_thread(
                     read_agent_properties, self.config.agent.properties)
                 self.mark("agent-properties", props_status)
-            host, pools, status = await self.in_thread(
+            host, pools, elsewhere, status = await self.in_thread(
                 read_management, self.config.management, self.hostname, self.props)
             if status.ok:
-                self.management = (host, tuple(pools))
+                self.management = (host, tuple(pools), elsewhere)
                 self.listed_at = time.time()
             self.mark("management", status)
             self.probe_now.set()
@@ -332,7 +332,7 @@ class Daemon:
     # ---------------------------------------------------------------- judgement
 
     def snapshot(self) -> Snapshot:
-        host, pools = self.management
+        host, pools, elsewhere = self.management
         return Snapshot(
             now=time.time(),
             hostname=self.config.linstor.node or self.hostname,
@@ -342,6 +342,7 @@ class Daemon:
             libvirt_pools=self.libvirt_pools,
             management_host=host,
             management_pools=pools,
+            management_elsewhere=elsewhere,
             listed_at=self.listed_at,
             log_events=tuple(self.events),
             probes=tuple(self.probes.items()),

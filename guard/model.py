@@ -171,6 +171,8 @@ class Snapshot:
     libvirt_pools: tuple[Pool, ...] = ()
     management_host: Optional[ManagementHost] = None
     management_pools: tuple[Pool, ...] = ()
+    management_elsewhere: tuple[str, ...] = ()
+    """Uuids the server still has outside this host's scope (moved to another cluster)."""
     agent_unit_state: str = ""
     log_events: tuple[LogEvent, ...] = ()
     probes: tuple[tuple[str, ProbeResult], ...] = ()

@@ -16,7 +16,7 @@ from typing import Optional
 from guard.config import RemediationConfig
 from guard.history import History, RestartRecord
 from guard.model import ChildProcess, Finding, ManagementHost
-from guard.record import LISTING
+from guard.record import FROM_LISTING
 
 KEEP_RESTARTS = 50
 BUSY_HOST_STATES = {"Disconnected", "Connecting"}
@@ -112,7 +112,7 @@ def unconfirmed(finding: Finding, history: History) -> bool:
     """A removal seen in one listing only: reported, never acted on (a short answer from
     the server, or a listing mid-restart, is not a removal)."""
     record = history.pool(finding.pool_uuid) if finding.pool_uuid else None
-    return (record is not None and record.removed_at is not None and record.removed_via == LISTING
+    return (record is not None and record.removed_at is not None and record.removed_via in FROM_LISTING
             and not record.absence_confirmed)
 
 

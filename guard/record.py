@@ -39,6 +39,9 @@ RECONNECT_KINDS = {"agent-connected"}
 each such line means the agent was cut off from the server just before."""
 DROP_KINDS = {"pool-remove", "pool-delete-command"}
 LISTING = "management server no longer lists it"
+LEFT_SCOPE = "the management server has it outside this host's scope now"
+FROM_LISTING = (LISTING, LEFT_SCOPE)
+"""Removals seen in a listing: one listing is reported, a second confirms before acting."""
 
 
 def detached(state: str) -> bool:
@@ -180,7 +183,7 @@ def _record_removals(work: _Work) -> None:
     for uuid in sorted((set(work.pools) | set(work.held)) - listed):
         record = work.pool(uuid)
         if record.removed_at is not None:
-            later = seen > record.removed_at and record.removed_via == LISTING
+            later = seen > record.removed_at and record.removed_via in FROM_LISTING
             if later and not record.absence_confirmed:
                 work.pools[uuid] = replace(record, absence_confirmed=True)
             continue
@@ -190,8 +193,10 @@ def _record_removals(work: _Work) -> None:
             continue
         gap_clean = record.last_listed is not None and (
             work.last_disconnected_at is None or work.last_disconnected_at < record.last_listed)
-        work.pools[uuid] = replace(record, removed_at=seen, removed_via=LISTING,
-                                   removed_while_connected=connected and gap_clean,
+        # A scope change sends the host nothing: only a deletion can have reached it.
+        deleted = uuid not in snap.management_elsewhere
+        work.pools[uuid] = replace(record, removed_at=seen, removed_via=LISTING if deleted else LEFT_SCOPE,
+                                   removed_while_connected=connected and gap_clean and deleted,
                                    removed_server_version=work.server_version)
 
 

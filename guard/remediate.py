@@ -108,7 +108,7 @@ async def verify(config: Config, old: Optional[Incarnation], deadline_s: float) 
                     return Verification(True, seen, agent.incarnation, time.monotonic() - started)
                 if time.monotonic() - last_api >= MANAGEMENT_VERIFY_POLL_S:
                     last_api = time.monotonic()
-                    host, _, status = await loop.run_in_executor(
+                    host, _, _, status = await loop.run_in_executor(
                         None, read_management, config.management, socket.gethostname(), props)
                     state = host.state if host else status.detail
                     seen = f"new agent pid {agent.incarnation.pid} connected; management says {state}"

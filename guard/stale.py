@@ -11,14 +11,16 @@ through the live pool, and the restart only disconnects the host in the middle o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 from guard.drivers import UNKNOWN, Driver, driver_for, has_release
 from guard.evidence import probe_evidence, recent_heartbeat_failures, version_tuple, when
 from guard.failures import connection_lost
-from guard.history import History, IncarnationRecord, PoolRecord
+from guard.history import Held, History, IncarnationRecord, PoolRecord
+from guard.javamap import hashmap_order, surely_before
 from guard.model import CLOCK_SLACK_S, Evidence, Finding, LogEvent, Severity, Snapshot
-from guard.record import LISTING, detached
+from guard.record import FROM_LISTING, detached
 
 RECONNECT_DELETES_FROM = (4, 21)
 """StoragePoolMonitor (apache/cloudstack#10381): from 4.21 the server sends
@@ -84,7 +86,7 @@ def _why_held(snap: Snapshot, record: PoolRecord, held_via: str, held_since: flo
     evidence = [Evidence("history", f"held by agent pid {snap.agent.incarnation.pid if snap.agent else '?'} "
                          f"since {when(held_since, snap.now)} ({held_via})")]
     if record.removed_at is not None:
-        unconfirmed = "" if record.absence_confirmed or record.removed_via != LISTING else \
+        unconfirmed = "" if record.absence_confirmed or record.removed_via not in FROM_LISTING else \
             " (one listing so far; the next confirms it before any restart)"
         evidence.append(Evidence("history", f"removed {when(record.removed_at, snap.now)}: "
                                  f"{record.removed_via}{unconfirmed}"))
@@ -110,15 +112,40 @@ def live_trouble(snap: Snapshot, live: dict[str, PoolRecord], pool_type: str) ->
     return None
 
 
+@dataclass(frozen=True)
+class _Look:
+    """What every stale pool of one evaluation is judged against."""
+
+    snap: Snapshot
+    current: IncarnationRecord
+    live: dict[str, PoolRecord]
+    asked: tuple[str, ...]
+    """The entries of the adaptor whose disconnect reaches its backend (LINSTOR's map), in
+    the order the guard saw them added."""
+    asked_most: int
+
+
+def _asked_first(look: _Look, uuid: str) -> tuple[Optional[str], Optional[str]]:
+    """(the pool VM stops ask first by the map's order, a pool that surely comes before
+    `uuid` and whose controller answers): only that one lets stops pass meanwhile."""
+    if uuid not in look.asked:
+        return None, None
+    first = hashmap_order(look.asked, look.asked_most)[0]
+    shield = next((other for other in look.asked if other != uuid
+                   and (probe := look.snap.probe_for(other)) is not None and probe.reachable
+                   and surely_before(other, uuid, look.asked_most)), None)
+    return first, shield
+
+
 def _stale_finding(
-    snap: Snapshot, record: PoolRecord, held_via: str, held_since: float, ha_kept: bool,
-    live: dict[str, PoolRecord], start: float, adaptor_kept: bool = True,
+    look: _Look, record: PoolRecord, held: Held, ha_kept: bool, adaptor_kept: bool = True,
 ) -> Optional[Finding]:
+    snap = look.snap
     driver = driver_for(record.type)
-    evidence = _why_held(snap, record, held_via, held_since, driver) + probe_evidence(
+    evidence = _why_held(snap, record, held.via, held.since, driver) + probe_evidence(
         snap, record.uuid, record.url)
     probe = snap.probe_for(record.uuid)
-    since = record.last_listed if record.last_listed is not None else start - CLOCK_SLACK_S
+    since = _left_at(record, look.current)
     heartbeats = recent_heartbeat_failures(snap, record.uuid, since) if (
         ha_kept or driver is UNKNOWN) else []
     for event in heartbeats[-1:]:
@@ -126,11 +153,20 @@ def _stale_finding(
                                  f"{when(event.ts, snap.now)}: {event.detail}"))
     restart_helps = True
     stops = driver.disconnect_reaches_backend and adaptor_kept
+    first, shield = _asked_first(look, record.uuid) if stops else (None, None)
+    if first is not None:
+        evidence.append(Evidence("guard", "VM stops ask this pool first" if first == record.uuid else
+                                 f"VM stops ask pool {first} first (HashMap order of the cached uuids)"))
     if heartbeats:
         severity = Severity.CRITICAL
         tool = f" ({driver.ha_heartbeat_tool})" if driver.ha_heartbeat_tool else ""
         action = ("restart cloudstack-agent: the HA monitor still heartbeats this removed pool"
                   f"{tool}, and after its last try the host is rebooted")
+    elif stops and probe is not None and probe.down and shield is not None:
+        severity = Severity.WARNING
+        action = (f"restart cloudstack-agent at a quiet moment: VM stops ask pool {shield} first "
+                  f"({driver.adaptor} takes the first of its HashMap), whose controller answers, so "
+                  "they still pass; they fail through this entry once that pool leaves the map")
     elif stops and probe is not None and probe.down:
         severity = Severity.CRITICAL
         action = ("restart cloudstack-agent to clear the stale pool (the guard does this in "
@@ -153,7 +189,7 @@ def _stale_finding(
         severity, restart_helps = Severity.WARNING, False
         action = (f"no VM stop depends on it ({driver.adaptor} does not reach {driver.backend} for "
                   "other pools' disks); it clears at the next agent restart")
-    trouble = live_trouble(snap, live, record.type) if restart_helps else None
+    trouble = live_trouble(snap, look.live, record.type) if restart_helps else None
     if trouble:
         restart_helps = False
         evidence.append(Evidence("guard", trouble))
@@ -167,8 +203,36 @@ def _stale_finding(
     )
 
 
+def _left_at(record: PoolRecord, current: IncarnationRecord) -> float:
+    """Since when the pool is no longer one a restarted agent would get back: heartbeat
+    failures after it are a stale entry's. A removed pool was last listed before it went;
+    a pool in maintenance went when it entered it (or, not seen, before this agent)."""
+    known = record.last_listed if record.removed_at is not None else record.maintenance_at
+    return known if known is not None else current.start_time - CLOCK_SLACK_S
+
+
 def detached_held(record: PoolRecord) -> bool:
     return record.removed_at is None and record.last_listed is not None and detached(record.last_state)
+
+
+def _asked_entries(
+    snap: Snapshot, history: History, current: IncarnationRecord
+) -> tuple[tuple[str, ...], int]:
+    """The cached pools of the adaptor whose disconnect reaches its backend, minus those
+    an inference says it dropped; and how many it ever held (the map never shrinks)."""
+    entries, ever = [], 0
+    for held in current.held:
+        record = history.pool(held.uuid)
+        if record is None or not driver_for(record.type).disconnect_reaches_backend:
+            continue
+        ever += 1
+        if held.uuid in current.dropped:
+            continue
+        gone = record.removed_at is not None or detached_held(record)
+        if gone and cleared(snap, history, record, current)[0] is not None:
+            continue
+        entries.append(held.uuid)
+    return tuple(entries), ever
 
 
 def stale_pools(
@@ -179,6 +243,7 @@ def stale_pools(
     heartbeats NFS pools libvirt still has). A pool put into maintenance is as good as
     removed for a restarting agent."""
     in_libvirt = {p.uuid for p in snap.libvirt_pools}
+    look = _Look(snap, current, live, *_asked_entries(snap, history, current))
     findings = []
     for held in current.held:
         record = history.pool(held.uuid)
@@ -192,14 +257,12 @@ def stale_pools(
         if not driver.caches_pools:
             continue
         why, ha_kept = cleared(snap, history, record, current)
-        if held.uuid in in_libvirt and (held.via == "defined in libvirt" or driver.libvirt_backed):
-            since = current.start_time - CLOCK_SLACK_S if record.last_listed is None else record.last_listed
-            if not (ha_kept and recent_heartbeat_failures(snap, held.uuid, since)):
-                continue
+        orphan = held.uuid in in_libvirt and (held.via == "defined in libvirt" or driver.libvirt_backed)
+        if orphan and not (ha_kept and recent_heartbeat_failures(snap, held.uuid, _left_at(record, current))):
+            continue
         if why is not None and not ha_kept:
             continue
-        finding = _stale_finding(snap, record, held.via, held.since, ha_kept, live, current.start_time,
-                                 adaptor_kept=why is None)
+        finding = _stale_finding(look, record, held, ha_kept, adaptor_kept=why is None)
         if finding is not None:
             findings.append(finding)
     return findings

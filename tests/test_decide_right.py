@@ -126,3 +126,40 @@ def test_a_busy_peer_is_forgotten_after_a_round_of_slots():
     assert seen == (T0, "h1")
     assert busy_peer(seen, calm, T0 + 60, 30.0) == seen
     assert busy_peer(seen, calm, T0 + 30.0 * 5 + 1, 30.0) == (0.0, "")
+
+
+def test_releases_with_a_fix_on_two_branches():
+    from guard.drivers import LINSTOR_DELETE_FIX, has_release
+
+    carrying = [(4, 19, 3, 0), (4, 19, 4), (4, 20, 1, 0), (4, 20, 2), (4, 21, 0, 0), (4, 22)]
+    lacking = [(4, 18, 9), (4, 19, 2, 0), (4, 19), (4, 20, 0, 0), (4, 20)]
+    assert all(has_release(v, LINSTOR_DELETE_FIX) for v in carrying)
+    assert not any(has_release(v, LINSTOR_DELETE_FIX) for v in lacking)
+
+
+def test_a_pool_that_only_left_the_hosts_scope_was_not_deleted_on_it():
+    """Found by the model: with a #10561 server, a pool missing from this host's listing
+    was taken as deleted with the delete command delivered. A scope change sends the host
+    nothing; the zone's listing still has the pool, so it is still cached here."""
+    steps = [server(snap(T0 + 10, [lin_pool()])),
+             replace(server(snap(T0 + 70, [], probes=probe("refused"))), management_elsewhere=(LIN,))]
+    findings, history = run(steps)
+    assert kinds(findings) == [("stale-pool", Severity.CRITICAL)] and findings[0].restart_helps
+    assert "outside this host's scope" in history.pool(LIN).removed_via
+
+
+def test_a_stale_entry_behind_a_healthy_first_pool_does_not_break_stops_yet():
+    """LinstorStorageAdaptor asks the first pool of its HashMap: when a live pool whose
+    controller answers surely comes first (a lower bucket at every capacity), stops pass
+    and the stale entry is a WARNING; when the stale entry comes first, they fail."""
+    healthy_first = "00000002-2222-3333-4444-555555555555"
+    healthy_after = "0000001a-2222-3333-4444-555555555555"
+    for other, expected in ((healthy_first, Severity.WARNING), (healthy_after, Severity.CRITICAL)):
+        live = Pool(other, "Linstor", "management", state="Up", url="http://10.0.0.6:3370", scope="ZONE")
+        probes = probe("refused") + ((other, probe("healthy")[0][1]),)
+        findings = run([snap(T0 + 10, [lin_pool(), live]), snap(T0 + 70, [live], probes=probes)])[0]
+        stale = next(f for f in findings if f.kind == "stale-pool")
+        assert stale.severity is expected and stale.restart_helps
+        asked = [e.fact for e in stale.evidence if "ask" in e.fact]
+        assert asked == ([f"VM stops ask pool {other} first (HashMap order of the cached uuids)"]
+                         if expected is Severity.WARNING else ["VM stops ask this pool first"])

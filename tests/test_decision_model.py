@@ -121,6 +121,10 @@ class DecisionMachine(RuleBasedStateMachine):
     def time_passes(self, seconds):
         self.world.now += seconds
 
+    @rule(seconds=st.sampled_from([-3600.0, 86400.0]))
+    def clock_step(self, seconds):
+        self.world.clock_step(seconds)
+
     # ------------------------------------------------------------ the guard looks
 
     @rule()

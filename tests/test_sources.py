@@ -109,8 +109,9 @@ def test_management_scope(mgmt, tmp_path):
     local = mgmt.add_pool("local", pool_type="Filesystem", scope="HOST")["id"]
     mgmt.add_pool("someone-elses-local", pool_type="Filesystem", scope="HOST")
     maint = mgmt.add_pool("maint", scope="CLUSTER", state="Maintenance")["id"]
-    found, pools, status = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path, local))
+    found, pools, elsewhere, status = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path, local))
     assert status.ok, status.detail
+    assert len(elsewhere) == 3 and not set(elsewhere) & {p.uuid for p in pools}
     assert found.id == host["id"] and found.state == "Up"
     by_id = {p.uuid: p for p in pools}
     assert set(by_id) == {mine, zone_kvm, local, maint}
@@ -121,34 +122,34 @@ def test_management_scope(mgmt, tmp_path):
 def test_management_host_lookup(mgmt, tmp_path):
     mgmt.add_host("kvm1.example.com", ipaddress="192.0.2.10")
     mgmt.add_host("kvm10", ipaddress="192.0.2.11")
-    found, _, status = read_management(mgmt_config(mgmt), "kvm1.example.com", props(tmp_path))
+    found, _, _, status = read_management(mgmt_config(mgmt), "kvm1.example.com", props(tmp_path))
     assert status.ok and found.name == "kvm1.example.com"
-    short, _, status = read_management(mgmt_config(mgmt), "kvm1", props(tmp_path))
+    short, _, _, status = read_management(mgmt_config(mgmt), "kvm1", props(tmp_path))
     assert not status.ok and "host_id" in status.detail
     by_ip = mgmt.add_host("renamed-in-ui", ipaddress="127.0.0.1")
-    found, _, status = read_management(mgmt_config(mgmt), "no-such-name", props(tmp_path))
+    found, _, _, status = read_management(mgmt_config(mgmt), "no-such-name", props(tmp_path))
     assert status.ok and found.id == by_ip["id"]
-    pinned, _, status = read_management(mgmt_config(mgmt, host_id=by_ip["id"]), "x", props(tmp_path))
+    pinned, _, _, status = read_management(mgmt_config(mgmt, host_id=by_ip["id"]), "x", props(tmp_path))
     assert status.ok and pinned.id == by_ip["id"]
-    _, _, status = read_management(mgmt_config(mgmt, host_id="nope"), "x", props(tmp_path))
+    _, _, _, status = read_management(mgmt_config(mgmt, host_id="nope"), "x", props(tmp_path))
     assert not status.ok and "host_id nope" in status.detail
 
 
 def test_management_failures_are_one_line_without_secrets(mgmt, tmp_path):
     mgmt.add_host("kvm-a")
     cases = {}
-    _, _, cases["bad secret"] = read_management(mgmt_config(mgmt, secret="wrong"), "kvm-a", props(tmp_path))
+    _, _, _, cases["bad secret"] = read_management(mgmt_config(mgmt, secret="wrong"), "kvm-a", props(tmp_path))
     mgmt.garbage()
-    _, _, cases["garbage"] = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
+    _, _, _, cases["garbage"] = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
     mgmt.fail(530, "internal error")
-    _, _, cases["error"] = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
+    _, _, _, cases["error"] = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
     mgmt.hang()
     started = time.monotonic()
-    _, _, cases["hang"] = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
+    _, _, _, cases["hang"] = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
     assert time.monotonic() - started < 4.0
     mgmt.normal()
     mgmt.stop()
-    _, _, cases["refused"] = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
+    _, _, _, cases["refused"] = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
     assert "401" in cases["bad secret"].detail
     assert "refused" in cases["refused"].detail and "no answer" in cases["hang"].detail
     for name, status in cases.items():
@@ -159,7 +160,7 @@ def test_management_failures_are_one_line_without_secrets(mgmt, tmp_path):
 
 
 def test_management_not_configured():
-    host, pools, status = read_management(None, "kvm", None)
+    host, pools, _, status = read_management(None, "kvm", None)
     assert host is None and pools == [] and status.ok and not status.configured
 
 
@@ -397,9 +398,9 @@ def test_management_endpoint_credentials_never_shown(mgmt, tmp_path):
     host_port = mgmt.endpoint.split("://", 1)[1].split("/", 1)[0]
     endpoint = mgmt.endpoint.replace("://", "://operator:hunter2@", 1)
     config = ManagementConfig("/dev/null", Credentials(endpoint, KEY, SECRET), timeout=2.0)
-    _, _, answered = read_management(config, "kvm-a", props(tmp_path))
+    _, _, _, answered = read_management(config, "kvm-a", props(tmp_path))
     mgmt.stop()
-    _, _, refused = read_management(config, "kvm-a", props(tmp_path))
+    _, _, _, refused = read_management(config, "kvm-a", props(tmp_path))
     assert answered.ok and not refused.ok
     for status in (answered, refused):
         assert "hunter2" not in status.detail and "operator" not in status.detail, status.detail
@@ -408,7 +409,7 @@ def test_management_endpoint_credentials_never_shown(mgmt, tmp_path):
 
 def test_management_reports_its_version(mgmt, tmp_path):
     mgmt.add_host("kvm-a")
-    host, _, status = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
+    host, _, _, status = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
     assert status.ok and host.server_version == "4.19.1.0"
 
 
@@ -416,6 +417,6 @@ def test_management_not_judged_without_agent_properties(mgmt):
     """Without local.storage.uuid the host's own local pool would look removed."""
     mgmt.add_host("kvm-a")
     mgmt.add_pool("local", pool_type="Filesystem", scope="HOST")
-    host, pools, status = read_management(mgmt_config(mgmt), "kvm-a", None)
+    host, pools, _, status = read_management(mgmt_config(mgmt), "kvm-a", None)
     assert host is None and pools == [] and not status.ok
     assert "agent.properties is unreadable" in status.detail

@@ -164,12 +164,15 @@ def _pool(entry: dict[str, Any]) -> Pool:
 
 def read_management(
     config: Optional[ManagementConfig], hostname: str, props: Optional[AgentProperties]
-) -> tuple[Optional[ManagementHost], list[Pool], SourceStatus]:
+) -> tuple[Optional[ManagementHost], list[Pool], tuple[str, ...], SourceStatus]:
+    """This host, the pools in its scope, and the uuids of the zone's other pools: a pool
+    that only left this host's scope still exists, and no DeleteStoragePoolCommand was
+    sent for it, which a pool missing from the whole listing cannot tell."""
     if config is None:
-        return None, [], SourceStatus("management", True, "not configured", configured=False)
+        return None, [], (), SourceStatus("management", True, "not configured", configured=False)
     where = redact(without_userinfo(config.credentials.endpoint))
     if props is None:
-        return None, [], SourceStatus(
+        return None, [], (), SourceStatus(
             "management", False, f"{where}: not asked, since agent.properties is unreadable and "
             "this host's own local pools cannot be told from other hosts' without it")
     try:
@@ -182,18 +185,17 @@ def read_management(
         )
         entries = _call(client, "listStoragePools", zoneid=host.zone_id)
         local = set(props.local_storage_uuids)
-        pools = [
-            _pool(e) for e in entries
-            if e.get("id") and _in_scope(e, host, local)
-            and str(e.get("state", "")).lower() != "removed"
-        ]
+        existing = [e for e in entries if e.get("id") and str(e.get("state", "")).lower() != "removed"]
+        pools = [_pool(e) for e in existing if _in_scope(e, host, local)]
+        mine = {p.uuid for p in pools}
+        elsewhere = tuple(sorted({str(e["id"]).lower() for e in existing} - mine))
     except ManagementError as exc:
-        return None, [], SourceStatus("management", False, f"{where}: {exc}")
+        return None, [], (), SourceStatus("management", False, f"{where}: {exc}")
     except Exception as exc:  # noqa: BLE001 - a client bug must not stop the other sources
-        return None, [], SourceStatus("management", False,
-                                      f"{where}: {type(exc).__name__}: {redact(str(exc))[:200]}")
+        return None, [], (), SourceStatus("management", False,
+                                          f"{where}: {type(exc).__name__}: {redact(str(exc))[:200]}")
     detail = f"{where}: host {host.name} ({host.state}), {len(pools)} pool(s) in scope"
-    return host, pools, SourceStatus("management", True, detail)
+    return host, pools, elsewhere, SourceStatus("management", True, detail)
 
 
 

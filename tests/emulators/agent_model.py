@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from guard.drivers import has_release
+from guard.javamap import hashmap_order
 
 Version = tuple[int, ...]
 
@@ -58,29 +59,6 @@ the KVM HA monitor; from 4.21 only NFS pools."""
 
 LINSTOR_HA_FROM: Version = (4, 19, 1)
 """LinstorStoragePool.isPoolSupportHA (apache/cloudstack#8407)."""
-
-
-def java_string_hash(text: str) -> int:
-    """java.lang.String.hashCode, as a signed 32-bit int."""
-    h = 0
-    for ch in text:
-        h = (31 * h + ord(ch)) & 0xFFFFFFFF
-    return h - (1 << 32) if h >= 1 << 31 else h
-
-
-def java_hashmap_order(keys: list[str], most_ever: int) -> list[str]:
-    """Iteration order of a java.util.HashMap<String, _> holding `keys` (in insertion
-    order) that once held `most_ever` entries: it grows (never shrinks) past 0.75 of its
-    capacity, iterates bucket by bucket, each bucket in insertion order."""
-    capacity = 16
-    while most_ever > capacity * 3 // 4:
-        capacity *= 2
-
-    def bucket(key: str) -> int:
-        h = java_string_hash(key) & 0xFFFFFFFF
-        return (h ^ (h >> 16)) & (capacity - 1)
-
-    return sorted(keys, key=lambda k: (bucket(k), keys.index(k)))
 
 
 @dataclass
@@ -257,7 +235,7 @@ class AgentModel:
         entries = self.agent.adaptor.get(LINSTOR, [])
         if not entries:
             return None
-        return java_hashmap_order(entries, self.agent.adaptor_most.get(LINSTOR, len(entries)))[0]
+        return hashmap_order(entries, self.agent.adaptor_most.get(LINSTOR, len(entries)))[0]
 
     def next_stop(self) -> StopOutcome:
         """LibvirtComputingResource.cleanupDisk -> disconnectPhysicalDiskByPath over every
@@ -305,10 +283,12 @@ class AgentModel:
         return self.stale() & (set(agent.adaptor.get(LINSTOR, [])) | agent.ha)
 
     def live_outage(self, pool_type: str) -> bool:
-        """A pool of this type the host uses now has its backend down: VM stops through it
-        fail whatever a restart clears."""
-        return any(self.pools[u].type == pool_type and self.backends[self.pools[u].backend] != "up"
-                   for u in self.expected())
+        """A pool of this type the host uses now has its backend down, or its heartbeat
+        failing: VM stops through it, or the HA monitor's reboot, go on whatever a
+        restart clears."""
+        return any(self.pools[u].type == pool_type and (
+            self.backends[self.pools[u].backend] != "up" or self.heartbeat_failing(u))
+            for u in self.expected())
 
     def restart_helps(self) -> bool:
         """A restart clears a stale entry that can hurt, of an adaptor with no live pool in

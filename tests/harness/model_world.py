@@ -17,6 +17,7 @@ from typing import Optional
 from guard.collect import probe_targets
 from guard.config import RemediationConfig
 from guard.evaluate import evaluate, overall
+from guard.evidence import RECENT_S
 from guard.history import History, RestartRecord
 from guard.model import (
     AgentProcess,
@@ -79,6 +80,8 @@ class World:
     restarts: list[float] = field(default_factory=list)
     cluster: Optional[ClusterView] = None
     peer: tuple[float, str] = (0.0, "")
+    clock_offset: float = 0.0
+    offset_at_start: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.agent_started[self.model.agent.incarnation] = self.now
@@ -107,6 +110,7 @@ class World:
         if self.model.agent.incarnation != incarnation:
             self.now += 1.0
             self.agent_started[self.model.agent.incarnation] = self.now
+            self.offset_at_start[self.model.agent.incarnation] = self.clock_offset
             self.seen_held = set()
             self.seen_gone = {}
         self.logged_adds(before)
@@ -128,8 +132,17 @@ class World:
     # --------------------------------------------------------------- the guard's view
 
     def incarnation(self) -> Incarnation:
+        """As psutil and /proc report it: the start time moves with every wall-clock step
+        since the JVM started (psutil derives it from a wall-clock boot time); the start
+        ticks after boot do not."""
         number = self.model.agent.incarnation
-        return Incarnation(1000 + number, self.agent_started[number])
+        shifted = self.agent_started[number] + self.clock_offset - self.offset_at_start.get(number, 0.0)
+        return Incarnation(1000 + number, shifted, start_ticks=100 * number + 7)
+
+    def clock_step(self, seconds: float) -> None:
+        """The wall clock is set forward or back (NTP step, an operator's `date -s`)."""
+        self.now += seconds
+        self.clock_offset += seconds
 
     def snapshot(self) -> Snapshot:
         model = self.model
@@ -137,6 +150,7 @@ class World:
                    SourceStatus("agent-log", True)]
         host = None
         pools: tuple[Pool, ...] = ()
+        elsewhere: tuple[str, ...] = ()
         if self.api_failing:
             sources.append(SourceStatus("management", False, "HTTP 500"))
         else:
@@ -147,13 +161,15 @@ class World:
                 Pool(p.uuid, p.type, "management", state=p.state,
                      url=url_of(p.backend) if p.type == LINSTOR else "", scope="ZONE")
                 for p in sorted(model.pools.values(), key=lambda p: p.uuid) if p.exists and p.in_scope)
+            elsewhere = tuple(sorted(p.uuid for p in model.pools.values() if p.exists and not p.in_scope))
         libvirt_pools = tuple(Pool(u, model.pools[u].type, "libvirt", state="running")
                               for u in sorted(model.libvirt))
         agent = AgentProcess(self.incarnation(), "java com.cloud.agent.AgentShell", (),
                              model.connected, "127.0.0.1:8250")
         snap = Snapshot(now=self.now, hostname="kvm1", agent=agent,
                         agent_version=version_text(model.agent_version), libvirt_pools=libvirt_pools,
-                        management_host=host, management_pools=pools, log_events=tuple(self.log),
+                        management_host=host, management_pools=pools, management_elsewhere=elsewhere,
+                        log_events=tuple(self.log),
                         sources=tuple(sources))
         probes = []
         for uuid, url in probe_targets(record(self.history, snap), snap):
@@ -181,14 +197,16 @@ class World:
             return True
         if self.api_failing:
             return False  # without the listing, a failing heartbeat may be a live pool's outage
-        start = self.agent_started[self.model.agent.incarnation]
-        return any(e.ts is not None and e.ts >= start and e.pool_uuid == uuid and e.kind == "heartbeat-failure"
-                   for e in self.log)
+        return any(e.pool_uuid == uuid and e.kind == "heartbeat-failure" for e in self._recent_lines())
 
     def stop_failure_logged(self) -> bool:
-        start = self.agent_started[self.model.agent.incarnation]
-        return any(e.kind == "storage-failure" and e.ts is not None and e.ts >= start
-                   and self.now - e.ts < 3000 for e in self.log)
+        return any(e.kind == "storage-failure" for e in self._recent_lines())
+
+    def _recent_lines(self) -> list[LogEvent]:
+        """Lines of the running incarnation (by the start the guard is told) of the last
+        hour by the wall clock, as a monitoring check would judge them."""
+        start = self.incarnation().start_time
+        return [e for e in self.log if e.ts is not None and e.ts >= start and 0 <= self.now - e.ts < RECENT_S]
 
     def check(self) -> list[Finding]:
         """One guard evaluation (daemon cycle or `check`), and the restart it decides."""
