@@ -16,7 +16,7 @@ answers VM stops from the same `next_stop` rule, so the two cannot disagree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from guard.drivers import has_release
@@ -73,15 +73,69 @@ class StoragePool:
     in_scope: bool = True
 
 
-@dataclass
-class Agent:
-    """One incarnation's caches: they die with the JVM."""
+class AgentCaches:
+    """One incarnation's caches and the agent-side rules of the commands that change
+    them; they die with the JVM. The agent simulator (agent_sim.py) keeps its state in
+    one of these, so the e2e tests and the model-based tests share one agent."""
 
-    incarnation: int
-    manager: set[str] = field(default_factory=set)
-    adaptor: dict[str, list[str]] = field(default_factory=dict)
-    adaptor_most: dict[str, int] = field(default_factory=dict)
-    ha: set[str] = field(default_factory=set)
+    def __init__(self, version: Version, incarnation: int = 1) -> None:
+        self.version = version
+        self.incarnation = incarnation
+        self.manager: set[str] = set()
+        """KVMStoragePoolManager._storagePools."""
+        self.adaptor: dict[str, list[str]] = {}
+        """Each own-map adaptor's static pool map, in insertion order."""
+        self.adaptor_most: dict[str, int] = {}
+        self.ha: set[str] = set()
+        """KVMHAMonitor's pools."""
+
+    def supports_ha(self, pool_type: str) -> bool:
+        """LibvirtStoragePool.isPoolSupportHA is NFS only; StorPoolStoragePool from 4.19.0."""
+        if pool_type == LINSTOR:
+            return self.version >= LINSTOR_HA_FROM
+        return pool_type in (NFS, STORPOOL)
+
+    def add(self, uuid: str, pool_type: str) -> None:
+        """ModifyStoragePoolCommand(add=true) -> KVMStoragePoolManager.createStoragePool."""
+        self.manager.add(uuid)
+        if pool_type not in LIBVIRT_TYPES:
+            entries = self.adaptor.setdefault(pool_type, [])
+            if uuid not in entries:
+                entries.append(uuid)
+            self.adaptor_most[pool_type] = max(self.adaptor_most.get(pool_type, 0), len(entries))
+        if self.supports_ha(pool_type):
+            self.ha.add(uuid)
+
+    def delete_command(self, uuid: str, pool_type: str) -> None:
+        """DeleteStoragePoolCommand -> LibvirtDeleteStoragePoolCommandWrapper ->
+        KVMStoragePoolManager.deleteStoragePool(type, uuid) -> the adaptor's."""
+        self.manager.discard(uuid)
+        if uuid in self.adaptor.get(pool_type, []):
+            self.adaptor[pool_type].remove(uuid)
+        if pool_type == NFS or self.version < HA_DELETE_ALL_TYPES_BEFORE:
+            self.ha.discard(uuid)
+
+    def add_false(self, uuid: str, pool_type: str) -> None:
+        """ModifyStoragePoolCommand(add=false), sent when the pool enters maintenance."""
+        if self.version < ADD_FALSE_DROPS_FROM:
+            self.add(uuid, pool_type)  # LibvirtModifyStoragePoolCommandWrapper ignores the flag
+            return
+        self.manager.discard(uuid)
+        if pool_type == POWERFLEX and uuid in self.adaptor.get(POWERFLEX, []):
+            self.adaptor[POWERFLEX].remove(uuid)
+        if pool_type == NFS:
+            self.ha.discard(uuid)
+
+    def first(self, pool_type: str) -> Optional[str]:
+        """The pool the adaptor's disconnectPhysicalDiskByPath asks: LINSTOR takes the
+        first value of its HashMap (`values().stream().findFirst()`)."""
+        entries = self.adaptor.get(pool_type, [])
+        if not entries:
+            return None
+        return hashmap_order(entries, self.adaptor_most.get(pool_type, len(entries)))[0]
+
+    def held(self) -> set[str]:
+        return self.manager | self.ha | {u for entries in self.adaptor.values() for u in entries}
 
 
 @dataclass(frozen=True)
@@ -103,55 +157,24 @@ class AgentModel:
         self.connected = True
         self.drbd_failing = False
         self.storpool_client_down = False
-        self.agent = Agent(incarnation=1)
+        self.agent = AgentCaches(agent_version)
 
     # ----------------------------------------------------------------- what the agent does
 
     def _add(self, uuid: str) -> None:
-        """ModifyStoragePoolCommand(add=true) -> KVMStoragePoolManager.createStoragePool."""
         pool = self.pools[uuid]
-        agent = self.agent
-        agent.manager.add(uuid)
+        self.agent.add(uuid, pool.type)
         if pool.type in LIBVIRT_TYPES:
             self.libvirt.add(uuid)
-        else:
-            entries = agent.adaptor.setdefault(pool.type, [])
-            if uuid not in entries:
-                entries.append(uuid)
-            agent.adaptor_most[pool.type] = max(agent.adaptor_most.get(pool.type, 0), len(entries))
-        if self._supports_ha(pool.type):
-            agent.ha.add(uuid)
-
-    def _supports_ha(self, pool_type: str) -> bool:
-        """LibvirtStoragePool.isPoolSupportHA is NFS only; StorPoolStoragePool from 4.19.0."""
-        if pool_type == LINSTOR:
-            return self.agent_version >= LINSTOR_HA_FROM
-        return pool_type in (NFS, STORPOOL)
 
     def _delete_command(self, uuid: str) -> None:
-        """DeleteStoragePoolCommand -> LibvirtDeleteStoragePoolCommandWrapper ->
-        KVMStoragePoolManager.deleteStoragePool(type, uuid) -> the adaptor's."""
         pool = self.pools[uuid]
-        agent = self.agent
-        agent.manager.discard(uuid)
+        self.agent.delete_command(uuid, pool.type)
         if pool.type in LIBVIRT_TYPES:
             self.libvirt.discard(uuid)
-        elif uuid in agent.adaptor.get(pool.type, []):
-            agent.adaptor[pool.type].remove(uuid)
-        if pool.type == NFS or self.agent_version < HA_DELETE_ALL_TYPES_BEFORE:
-            agent.ha.discard(uuid)
 
     def _add_false(self, uuid: str) -> None:
-        """ModifyStoragePoolCommand(add=false), sent when the pool enters maintenance."""
-        if self.agent_version < ADD_FALSE_DROPS_FROM:
-            self._add(uuid)  # LibvirtModifyStoragePoolCommandWrapper ignores the flag
-            return
-        pool = self.pools[uuid]
-        self.agent.manager.discard(uuid)
-        if pool.type == POWERFLEX and uuid in self.agent.adaptor.get(POWERFLEX, []):
-            self.agent.adaptor[POWERFLEX].remove(uuid)
-        if pool.type == NFS:
-            self.agent.ha.discard(uuid)
+        self.agent.add_false(uuid, self.pools[uuid].type)
 
     def _sends_on_connect(self, pool: StoragePool) -> bool:
         """StoragePoolMonitor.processConnect: shared pools Up in scope; not Maintenance."""
@@ -207,7 +230,7 @@ class AgentModel:
 
     def restart_agent(self) -> None:
         """A new JVM: empty caches, refilled by what the server sends on connect."""
-        self.agent = Agent(incarnation=self.agent.incarnation + 1)
+        self.agent = AgentCaches(self.agent_version, self.agent.incarnation + 1)
         if self.connected:
             self._connect()
 
@@ -222,26 +245,17 @@ class AgentModel:
         return {p.uuid for p in self.pools.values() if self._sends_on_connect(p)}
 
     def held(self) -> set[str]:
-        agent = self.agent
-        return agent.manager | agent.ha | {u for entries in agent.adaptor.values() for u in entries}
+        return self.agent.held()
 
     def stale(self) -> set[str]:
         """Entries the running agent holds that a restart would not bring back."""
         return {u for u in self.held() if u not in self.expected()}
 
-    def linstor_first(self) -> Optional[str]:
-        """The pool LinstorStorageAdaptor.disconnectPhysicalDiskByPath asks: the first
-        value of its HashMap (`values().stream().findFirst()`)."""
-        entries = self.agent.adaptor.get(LINSTOR, [])
-        if not entries:
-            return None
-        return hashmap_order(entries, self.agent.adaptor_most.get(LINSTOR, len(entries)))[0]
-
     def next_stop(self) -> StopOutcome:
         """LibvirtComputingResource.cleanupDisk -> disconnectPhysicalDiskByPath over every
         adaptor; only LINSTOR reaches its backend for any path, and a refused or hung
         controller escapes as an unchecked ProcessingException."""
-        first = self.linstor_first()
+        first = self.agent.first(LINSTOR)
         if first is None:
             return StopOutcome(False)
         state = self.backends[self.pools[first].backend]

@@ -3,7 +3,7 @@
 apache/cloudstack#10465: the agent keeps every LINSTOR pool it was told about in
 LinstorStorageAdaptor's static map until it restarts. On every VM stop, the disk cleanup
 asks each storage adaptor in turn to disconnect each disk by path; LINSTOR's adaptor,
-visited last, asks the controller of the FIRST pool in its map for this node's resources.
+visited last, asks the controller of the FIRST pool of its HashMap for this node's resources.
 When that pool was deleted without the agent being told and its controller is gone, the
 Jersey client's unchecked ProcessingException aborts the stop. Only a restart (empty
 caches) clears it. The guard must detect exactly that from the outside, so this process
@@ -17,8 +17,9 @@ behaves like the agent where the guard can see it, and nowhere else:
   LibvirtStorageAdaptor.java and LinstorStorageAdaptor.java, including the `Caught:`
   record with a Java stack trace; DEBUG lines only with --debug, as the real default
   level is INFO;
-- its behaviour: the pool caches, the adaptor loop in upstream order and a real HTTP call
-  to the LINSTOR controller of the first cached pool.
+- its behaviour: the pool caches of the ground-truth model (agent_model.py), the adaptor
+  loop in upstream order and a real HTTP call to the LINSTOR controller of the pool
+  first in LinstorStorageAdaptor's HashMap.
 
 The test drives it through a unix control socket (one JSON object per line, one answer
 line per request) in place of the management server's commands:
@@ -31,8 +32,9 @@ line per request) in place of the management server's commands:
 
 Run it as `python3 -m tests.emulators.agent_sim com.cloud.agent.AgentShell --properties P
 --log L --control SOCKET [--version 4.19.1.2] [--hostname NODE] [--debug]` from the
-repository root, or by its file path; it needs the standard library only, so Debian's
-/usr/bin/python3 runs it inside a container.
+repository root, or by its file path; it needs the standard library and the checkout's
+pure modules (guard.javamap, the model), so Debian's /usr/bin/python3 runs it inside a
+container.
 
 On SIGTERM it logs `Stopping the agent: Reason = sig.kill` and exits 143 (SIGINT: 130),
 as the JVM does (128 + signal number); the packaged cloudstack-agent.service sets no
@@ -70,6 +72,9 @@ if __package__ in (None, ""):
     # Started by file path (a systemd unit's ExecStart): make `tests` importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from guard.evidence import version_tuple  # noqa: E402
+from guard.javamap import hashmap_order  # noqa: E402
+from tests.emulators.agent_model import AgentCaches  # noqa: E402
 from tests.emulators.agent_standin import (  # noqa: E402
     AGENT,
     DEFAULT_VERSION,
@@ -288,8 +293,10 @@ class _Command:
 
 
 class SimAgent:
-    """The agent's state between restarts: KVMStoragePoolManager._storagePools and
-    LinstorStorageAdaptor's static map, both empty at start, as in a new JVM."""
+    """The agent's state between restarts, empty at start as in a new JVM: the caches of
+    the ground-truth model (agent_model.AgentCaches: _storagePools, each adaptor's map in
+    Java HashMap order, the HA monitor), changed by the same rules, and what each
+    ModifyStoragePoolCommand said about its pool."""
 
     def __init__(
         self, log: Log4j, *, management: tuple[str, int], agent_id: str, version: str,
@@ -303,8 +310,8 @@ class SimAgent:
         self.linstor_timeout = linstor_timeout
         self.work_dir = work_dir
         self.link = ManagementLink(log, *management, on_connected=self._startup_answered)
-        self.storage_pools: dict[str, Pool] = {}
-        self.linstor_pools: dict[str, Pool] = {}
+        self.caches = AgentCaches(version_tuple(version))
+        self.pools: dict[str, Pool] = {}
         self.children: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
         self._pool_ids = itertools.count(1)
@@ -387,9 +394,8 @@ class SimAgent:
                          f"Attempting to create storage pool {pool.uuid} ({pool.type}) in libvirt",
                          cmd.logid)
         with self._lock:
-            self.storage_pools[pool.uuid] = pool
-            if pool.type == "Linstor":
-                self.linstor_pools[pool.uuid] = pool
+            self.pools[pool.uuid] = pool
+            self.caches.add(pool.uuid, pool.type)
         self._answer(cmd, "com.cloud.agent.api.ModifyStoragePoolAnswer",
                      {"result": "true", "wait": "0", "bypassHostMaintenance": "false"})
         return {"ok": True, "logid": cmd.logid}
@@ -398,7 +404,7 @@ class SimAgent:
         """DeleteStoragePoolCommand: removed from both maps; LINSTOR logs nothing at INFO."""
         uuid = str(request["uuid"])
         with self._lock:
-            cached = self.storage_pools.get(uuid)
+            cached = self.pools.get(uuid)
         pool = cached or Pool(uuid, str(request.get("type", "")), str(request.get("url", "")),
                               "", 0)
         cmd = self._begin("com.cloud.agent.api.DeleteStoragePoolCommand", {
@@ -411,8 +417,9 @@ class SimAgent:
             self.log.log("INFO", LIBVIRT_ADAPTOR, cmd.thread,
                          f"Storage pool {uuid} was successfully removed from libvirt.", cmd.logid)
         with self._lock:
-            removed = self.storage_pools.pop(uuid, None) is not None
-            self.linstor_pools.pop(uuid, None)
+            removed = uuid in self.caches.manager
+            self.caches.delete_command(uuid, pool.type)
+            self.pools.pop(uuid, None)
         self._answer(cmd, "com.cloud.agent.api.Answer",
                      {"result": "true", "wait": "0", "bypassHostMaintenance": "false"})
         return {"ok": True, "removed": removed, "logid": cmd.logid}
@@ -462,7 +469,8 @@ class SimAgent:
         controller is asked, whoever the path belongs to. An HTTP error answer is an
         ApiException, logged and caught; a connection failure is not caught."""
         with self._lock:
-            pool = next(iter(self.linstor_pools.values()), None)
+            first = self.caches.first("Linstor")
+            pool = self.pools.get(first) if first else None
         if pool is None:
             return False
         self._debug(LINSTOR_ADAPTOR, cmd, f"Linstor: disconnectPhysicalDiskByPath {path}")
@@ -522,8 +530,9 @@ class SimAgent:
     def status(self, _request: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             pools = [{"uuid": p.uuid, "type": p.type, "url": p.url}
-                     for p in self.storage_pools.values()]
-            linstor = list(self.linstor_pools)
+                     for p in self.pools.values() if p.uuid in self.caches.manager]
+            entries = self.caches.adaptor.get("Linstor", [])
+            linstor = hashmap_order(entries, self.caches.adaptor_most.get("Linstor", 0))
             self.children = [child for child in self.children if child.poll() is None]
             children = [child.pid for child in self.children]
         return {
