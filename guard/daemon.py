@@ -457,7 +457,12 @@ class Daemon:
         host = snap.management_host
         if self.agent is not None:
             fresh = await self.in_thread(inspect_agent, self.agent.incarnation, self.props)
-            self.agent = fresh or self.agent
+            if fresh is None:
+                # The JVM this was judged on is gone, and its caches with it: judging
+                # again on the one that runs now, not restarting that one for them.
+                self.dirty.set()
+                return
+            self.agent = fresh
         in_flight = await self.in_thread(gather_in_flight, self.agent, self.config.libvirt.uri,
                                          self.config.probes.timeout)
         cluster, problem = (None, "")
