@@ -11,6 +11,7 @@ through the live pool, and the restart only disconnects the host in the middle o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -30,6 +31,26 @@ Maintenance pools included."""
 HA_DELETE_ALL_TYPES_BEFORE = (4, 21)
 """KVMStoragePoolManager.deleteStoragePool: up to 4.20 it drops every type's pool from
 the KVM HA monitor; from 4.21 only NFS pools."""
+
+
+HEARTBEAT_RETRY_SLEEP_S = 10.0
+"""AgentProperties.KVM_HEARTBEAT_UPDATE_RETRY_SLEEP's default: KVMHAMonitor sleeps this
+long after each failed try, and reboots the host after the last one."""
+_TRY = re.compile(r"^try (\d+) of (\d+)")
+
+
+def reboot_countdown(last: LogEvent, now: float) -> str:
+    """How long the host has, from the monitor's last logged try: the operator is told
+    before the reboot, whether or not a gate lets the guard restart the agent."""
+    if last.detail.startswith("stopping cloudstack-agent"):
+        return f"the HA monitor gave up {when(last.ts, now)}: the host is being rebooted"
+    match = _TRY.match(last.detail)
+    if match is None or last.ts is None:
+        return "after its last try the host is rebooted"
+    done, tries = int(match.group(1)), int(match.group(2))
+    due = last.ts + (tries - done + 1) * HEARTBEAT_RETRY_SLEEP_S
+    return (f"{tries - done} of {tries} tries are left: at the default "
+            f"kvm.heartbeat.update.retry.sleep the host is rebooted in about {max(0.0, due - now):.0f}s")
 
 
 LIVE_HEARTBEAT_WINDOW_S = 300.0
@@ -161,7 +182,7 @@ def _stale_finding(
         severity = Severity.CRITICAL
         tool = f" ({driver.ha_heartbeat_tool})" if driver.ha_heartbeat_tool else ""
         action = ("restart cloudstack-agent: the HA monitor still heartbeats this removed pool"
-                  f"{tool}, and after its last try the host is rebooted")
+                  f"{tool}, and {reboot_countdown(heartbeats[-1], snap.now)}")
     elif stops and probe is not None and probe.down and shield is not None:
         severity = Severity.WARNING
         action = (f"restart cloudstack-agent at a quiet moment: VM stops ask pool {shield} first "

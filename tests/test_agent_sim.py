@@ -23,6 +23,7 @@ from typing import Any, Callable
 import psutil
 import pytest
 
+from guard.sources.agentlog import read_agent_log
 from tests.emulators.agent_sim import (
     CONNECT_TIMED_OUT,
     CONNECTION_REFUSED,
@@ -186,7 +187,7 @@ def test_looks_like_the_agent_and_stops_like_the_jvm(
 
     assert client.call("bogus") == {
         "ok": False, "error": "unknown op 'bogus'; known: "
-        "['add-pool', 'delete-pool', 'status', 'stop-vm', 'storage-work']"}
+        "['add-pool', 'delete-pool', 'heartbeat', 'status', 'stop-vm', 'storage-work']"}
     assert client.call("add-pool", type="Linstor") == {
         "ok": False, "error": "add-pool: missing 'uuid'"}
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
@@ -488,3 +489,34 @@ def test_debug_level_adds_the_request_and_linstor_lines_the_guard_reads(
                           ("pool-add", STALE_POOL, "Linstor", controller.url)]
     assert ("pool-delete-command", STALE_POOL, "Linstor", controller.url) in events
     assert ("pool-remove", NFS_POOL, "NetworkFilesystem", "") in events
+
+
+def test_ha_monitor_tries_then_reboots_and_a_restart_forgets_the_pool(sim, properties, control, log):
+    """KVMHAMonitor at a compressed cadence: each failed try logged, a retry sleep after
+    each, then `stopping cloudstack-agent.` and the reboot (the marker). A restarted agent
+    holds nothing, so it heartbeats nothing."""
+    properties.write_text(properties.read_text() + "kvm.heartbeat.update.frequency=300\n"
+                          "kvm.heartbeat.update.max.tries=3\nkvm.heartbeat.update.retry.sleep=200\n")
+    proc = sim()
+    client = SimClient(control)
+    assert client.call("add-pool", uuid=STALE_POOL, type="Linstor", url="http://127.0.0.1:9")["ok"]
+    assert client.call("status")["ha_pools"] == [STALE_POOL]
+    started = time.monotonic()
+    assert client.call("heartbeat", uuid=STALE_POOL, reason="drbdsetup events2 failed")["ok"]
+    marker = Path(f"{control}.rebooted")
+    wait_for(marker.exists, 10)
+    elapsed = time.monotonic() - started
+    assert json.loads(marker.read_text())["pool"] == STALE_POOL
+    assert 3 * 0.2 <= elapsed < 3 * 0.2 + 0.3 + 2.0
+    lines = [m for m in messages(log) if m.startswith("Write heartbeat")]
+    assert lines == [f"Write heartbeat for pool [{STALE_POOL}] failed: drbdsetup events2 failed; try: {i} of 3."
+                     for i in (1, 2, 3)] + [
+        f"Write heartbeat for pool [{STALE_POOL}] failed: drbdsetup events2 failed; stopping cloudstack-agent."]
+    events, _ = read_agent_log(str(log))
+    beats = [e for e in events if e.kind == "heartbeat-failure" and e.pool_uuid == STALE_POOL]
+    assert [b.detail.split(":")[0] for b in beats] == ["try 1 of 3", "try 2 of 3", "try 3 of 3",
+                                                       "stopping cloudstack-agent"]
+    stop_sim(proc)
+    marker.unlink()
+    sim()
+    assert client.call("status")["ha_pools"] == [] and not marker.exists()

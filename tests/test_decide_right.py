@@ -163,3 +163,15 @@ def test_a_stale_entry_behind_a_healthy_first_pool_does_not_break_stops_yet():
         asked = [e.fact for e in stale.evidence if "ask" in e.fact]
         assert asked == ([f"VM stops ask pool {other} first (HashMap order of the cached uuids)"]
                          if expected is Severity.WARNING else ["VM stops ask this pool first"])
+
+
+def test_a_failing_heartbeat_says_how_long_the_host_has():
+    sp = "tmpl;5a5a5a5a-1111-2222-3333-444444444444"
+    pool = Pool(sp, "StorPool", "management", state="Up", scope="ZONE")
+    beat = LogEvent("heartbeat-failure", T0 + 60, "agent.log", 9, pool_uuid=sp, pool_type="StorPool",
+                    detail="try 2 of 5: storpool -j service list failed")
+    findings = run([snap(T0 + 10, [pool]), snap(T0 + 70, [], events=[beat])])[0]
+    assert "3 of 5 tries are left" in findings[0].action and "in about 30s" in findings[0].action
+    gave_up = replace(beat, detail="stopping cloudstack-agent: storpool -j service list failed")
+    findings = run([snap(T0 + 10, [pool]), snap(T0 + 70, [], events=[gave_up])])[0]
+    assert "being rebooted" in findings[0].action

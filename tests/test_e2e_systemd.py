@@ -152,3 +152,23 @@ def test_libvirtd_restarted_under_the_running_guard(tmp_path, libvirtd):
     assert [f for f in r["findings"] if f["GUARD_SEVERITY"] != "UNKNOWN"] == []
     assert r["restarts"] == [] and r["agent1"] == r["agent0"]
     assert r["guard1"]["MainPID"] == r["guard0"]["MainPID"] and r["guard1"]["NRestarts"] == "0"
+
+
+def test_the_guard_wins_the_race_with_the_ha_monitor(tmp_path, libvirtd):
+    """A stale pool's heartbeat fails at the real tries and retry sleep (5 x 10 s). With
+    the window closed the operator is told, with the tries left, before the reboot; with
+    it open the agent is restarted after the first failed try and before the last."""
+    r = run("ha_race", tmp_path, libvirtd, timeout=240)
+    windowed = r["windowed"]
+    told_at = int(windowed["told"]["__REALTIME_TIMESTAMP"]) / 1e6
+    assert windowed["told"]["GUARD_SEVERITY"] == "CRITICAL"
+    assert "tries are left" in windowed["told"]["GUARD_ACTION"]
+    assert windowed["refused"]["GUARD_REFUSED_BY"] == "window"
+    assert windowed["first_try"] <= told_at < windowed["rebooted"]["at"], "told only after the reboot"
+    assert windowed["agent_kept"] and windowed["agent_after_reload"], "restarted for a JVM already gone"
+    raced = r["raced"]
+    assert raced["agent2"] != raced["agent1"] and not raced["rebooted"]
+    assert raced["first_try"] < raced["restarted"] < raced["reboot_due"]
+    print(f"HA race: told {windowed['rebooted']['at'] - told_at:.1f}s before the reboot; restarted "
+          f"{raced['restarted'] - raced['first_try']:.1f}s after the first failed try, "
+          f"{raced['margin_s']:.1f}s before the last")

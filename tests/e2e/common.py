@@ -80,9 +80,10 @@ def stop_vm() -> dict:
     return sim("stop-vm", name="i-2-10-VM", disks=[NFS_DISK])
 
 
-def setup(mode: str, extra: str = "") -> str:
+def setup(mode: str, extra: str = "", agent_props: str = "") -> str:
     """A host with one LINSTOR pool the agent holds, a VM stop that works, and the guard
-    running (systemctl start returns once it sent READY=1). Returns the pool's id."""
+    running (systemctl start returns once it sent READY=1). Returns the pool's id.
+    `agent_props` are more agent.properties lines."""
     wait_port(8080)
     wait_port(3370)
     state = control("GET", "state")
@@ -95,7 +96,7 @@ def setup(mode: str, extra: str = "") -> str:
     os.makedirs(os.path.dirname(AGENT_LOG), exist_ok=True)
     with open(PROPS, "w") as handle:
         handle.write(f"host=127.0.0.1\nport=8250\nguid=e2e-0000-4000-8000-000000000001\n"
-                     f"zone={cluster['zoneid']}\ncluster={cluster['id']}\nhypervisor.type=kvm\n")
+                     f"zone={cluster['zoneid']}\ncluster={cluster['id']}\nhypervisor.type=kvm\n{agent_props}")
     nspawn.systemctl("start", AGENT)
     wait_sim()
     assert sim("add-pool", uuid=pool["id"], type="Linstor", url=LINSTOR_URL)["ok"]

@@ -28,7 +28,12 @@ line per request) in place of the management server's commands:
     {"op": "delete-pool", "uuid": U}
     {"op": "stop-vm", "name": "i-2-10-VM", "disks": ["/mnt/<nfs uuid>/<volume>.qcow2"]}
     {"op": "storage-work", "seconds": 5}
+    {"op": "heartbeat", "uuid": U, "failing": true, "reason": "drbdsetup failed"}
     {"op": "status"}
+
+Its KVM HA monitor heartbeats the pools it holds at the cadence agent.properties sets
+(defaults as AgentProperties.java); after the last failed try it writes `SOCKET.rebooted`
+in place of rebooting the host.
 
 Run it as `python3 -m tests.emulators.agent_sim com.cloud.agent.AgentShell --properties P
 --log L --control SOCKET [--version 4.19.1.2] [--hostname NODE] [--debug]` from the
@@ -89,6 +94,7 @@ from tests.emulators.agent_standin import (  # noqa: E402
 )
 
 LIBVIRT_ADAPTOR = "com.cloud.hypervisor.kvm.storage.LibvirtStorageAdaptor"
+HA_MONITOR = "com.cloud.hypervisor.kvm.resource.KVMHAMonitor"
 LINSTOR_ADAPTOR = "com.cloud.hypervisor.kvm.storage.LinstorStorageAdaptor"
 MGMT_ID = 32986204979456
 """The management server id in Request/Answer lines (a MAC address as a number)."""
@@ -323,7 +329,11 @@ class SimAgent:
             "stop-vm": self.stop_vm,
             "storage-work": self.storage_work,
             "status": self.status,
+            "heartbeat": self.heartbeat,
         }
+        self.failing: dict[str, str] = {}
+        """Pools whose heartbeat check fails, with the reason the check prints."""
+        self.rebooted: Optional[dict[str, Any]] = None
 
     def dispatch(self, request: Any) -> dict[str, Any]:
         """Answer one control request; a malformed one gets an error, never a crash."""
@@ -527,6 +537,47 @@ class SimAgent:
                          name=f"reap-{child.pid}").start()
         return {"ok": True, "pid": child.pid}
 
+    def heartbeat(self, request: dict[str, Any]) -> dict[str, Any]:
+        """What the pool's heartbeat check finds from now on (drbdsetup, storpool or the
+        NFS mount failing): {"uuid": U, "failing": true, "reason": "..."}."""
+        uuid = str(request["uuid"])
+        with self._lock:
+            if request.get("failing", True):
+                self.failing[uuid] = str(request.get("reason", "heartbeat check failed"))
+            else:
+                self.failing.pop(uuid, None)
+        return {"ok": True}
+
+    def ha_monitor(self, frequency: float, tries: int, retry_sleep: float, reboot: bool,
+                   marker: Path) -> None:
+        """KVMHAMonitor.run: a round over every pool the monitor holds, then a sleep of
+        kvm.heartbeat.update.frequency. A failing pool is tried kvm.heartbeat.update.max.tries
+        times with kvm.heartbeat.update.retry.sleep after each failed try; still failing,
+        with reboot.host.and.alert.management.on.heartbeat.timeout, the monitor logs
+        `stopping cloudstack-agent.` and runs the heartbeat script's reboot (here: a marker
+        file, the host's last act)."""
+        thread = "Thread-12"
+        while self.rebooted is None:
+            with self._lock:
+                pools = sorted(self.caches.ha)
+            for uuid in pools:
+                result = None
+                for attempt in range(1, tries + 1):
+                    with self._lock:
+                        result = self.failing.get(uuid)
+                    if result is None:
+                        break
+                    self.log.log("WARN", HA_MONITOR, thread, f"Write heartbeat for pool [{uuid}] failed: "
+                                 f"{result}; try: {attempt} of {tries}.")
+                    time.sleep(retry_sleep)
+                if result is not None and reboot:
+                    self.log.log("WARN", HA_MONITOR, thread, f"Write heartbeat for pool [{uuid}] failed: "
+                                 f"{result}; stopping cloudstack-agent.")
+                    self.rebooted = {"at": time.time(), "pool": uuid, "pid": os.getpid()}
+                    marker.write_text(json.dumps(self.rebooted))
+                    return
+            time.sleep(frequency)
+
     def status(self, _request: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             pools = [{"uuid": p.uuid, "type": p.type, "url": p.url}
@@ -539,6 +590,7 @@ class SimAgent:
             "ok": True, "pid": os.getpid(), "connected": self.link.connected,
             "version": self.version, "hostname": self.hostname, "agent_id": self.agent_id,
             "pools": pools, "linstor_pools": linstor, "children": children,
+            "ha_pools": sorted(self.caches.ha), "rebooted": self.rebooted,
         }
 
 
@@ -642,6 +694,15 @@ def run(args: argparse.Namespace) -> int:
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                      name="control", daemon=True).start()
     threading.Thread(target=agent.link.run, name="management-link", daemon=True).start()
+    # AgentProperties.java: KVM_HEARTBEAT_UPDATE_FREQUENCY 60000 ms, _MAX_TRIES 5,
+    # _RETRY_SLEEP 10000 ms, REBOOT_HOST_AND_ALERT_MANAGEMENT_ON_HEARTBEAT_TIMEOUT true.
+    threading.Thread(target=agent.ha_monitor, name="ha-monitor", daemon=True, args=(
+        int(props.get("kvm.heartbeat.update.frequency", "60000")) / 1000.0,
+        int(props.get("kvm.heartbeat.update.max.tries", "5")),
+        int(props.get("kvm.heartbeat.update.retry.sleep", "10000")) / 1000.0,
+        props.get("reboot.host.and.alert.management.on.heartbeat.timeout", "true").lower() == "true",
+        Path(f"{control}.rebooted"),
+    )).start()
 
     while not received:
         select.select([wake_read], [], [], 1.0)
