@@ -24,29 +24,27 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from guard.config import Config, Credentials, ManagementConfig, RemediationConfig  # noqa: E402
-from guard.history import History  # noqa: E402
-from guard.model import Evidence, Finding, Severity  # noqa: E402
-from guard.policy import InFlight, decide, peers_busy  # noqa: E402
+from guard.history import History, PoolRecord  # noqa: E402
+from guard.policy import InFlight, anchor_for, busy_peer, decide  # noqa: E402
 from guard.remediate import cluster_reading  # noqa: E402
 from tests.emulators.management import ManagementEmulator  # noqa: E402
+from tests.harness import herd_sim  # noqa: E402
 
 KEY, SECRET = "herd-key", "herd-secret"
-POOL = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
-STALE = Finding("stale-pool", Severity.CRITICAL, (Evidence("probe", "refused"),), "restart",
-                pool_uuid=POOL, pool_type="Linstor", restart_helps=True)
+POOL, STALE = herd_sim.POOL, herd_sim.STALE
 
 
 def guard(emulator: ManagementEmulator, config: Config, host: dict, removal: float, args: argparse.Namespace,
           acted: dict, done: dict) -> None:
     peer_busy = (0.0, "")
+    history = History(pools=(PoolRecord(POOL, "Linstor", removed_at=removal, absence_confirmed=True),))
     while True:
         now = time.time()
         view, problem = cluster_reading(config, host["id"], host["clusterid"])
-        busy = peers_busy(view) if view is not None else []
-        if busy:
-            peer_busy = (now, busy[-1].id)
-        decision = decide([STALE], "remediate", config.remediation, History(), now, InFlight(), view,
-                          max(removal, peer_busy[0]), cluster_problem=problem, after_peer=peer_busy[1])
+        peer_busy = busy_peer(peer_busy, view, now, config.remediation.stagger_slot)
+        anchor = max(anchor_for((STALE,), history, now, config.remediation.windows), peer_busy[0])
+        decision = decide([STALE], "remediate", config.remediation, history, now, InFlight(), view,
+                          anchor, cluster_problem=problem, after_peer=peer_busy[1])
         if decision.act:
             acted[host["id"]] = time.time() - removal
             time.sleep(args.lag)
@@ -104,10 +102,17 @@ def main() -> int:
     parser.add_argument("--lag", type=float, default=0.2,
                         help="seconds before the server marks it Disconnected")
     parser.add_argument("--poll", type=float, default=0.1, help="how often a waiting guard re-checks")
-    result = run(parser.parse_args())
+    args = parser.parse_args()
+    result = run(args)
     for key, value in result.items():
         print(f"{key:<32} {value if not isinstance(value, float) else round(value, 2)}")
     ok = result["remediated"] == result["hosts"] and result["max_disconnected_at_once"] <= 1
+    print(f"simulated time, {args.hosts} hosts, 30 s slots, 20 s restarts (tests/harness/herd_sim.py):")
+    for case, sim in (("plain", herd_sim.simulate(args.hosts)), ("window", herd_sim.window_case(args.hosts)),
+                      ("cascade", herd_sim.cascade_case(args.hosts))):
+        ok = ok and sim.most_disconnected <= 1 and len(sim.restarts) == args.hosts
+        print(f"  {case:<8} most Disconnected at once {sim.most_disconnected}, most restarts begun in one "
+              f"slot {sim.most_in_a_slot}, all remediated after {sim.last_restart_s:.0f} s")
     print("herd: " + ("OK" if ok else "FAILED (more than one host down at once, or not all remediated)"))
     return 0 if ok else 1
 
