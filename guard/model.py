@@ -51,6 +51,14 @@ class Pool:
     scope: str = ""
 
 
+def pool_id(text: str) -> str:
+    """One spelling of a pool id for every source. Uuids compare case-blind; a StorPool
+    pool's id is `<template name>;<uuid>` (StorPoolPrimaryDataStoreLifeCycle) in the API,
+    the agent and its log alike, and the template name keeps its case there."""
+    template, sep, uuid = text.strip().rpartition(";")
+    return f"{template}{sep}{uuid.lower()}"
+
+
 def incarnation_key(pid: int, start_time: float, start_ticks: int) -> str:
     """The identity of one JVM: pid and start ticks when known, else pid and start time."""
     return f"{pid}@{start_ticks}" if start_ticks else f"{pid}:{start_time:.2f}"

@@ -110,6 +110,16 @@ class DecisionMachine(RuleBasedStateMachine):
         self.world.api_failing = not self.world.api_failing
 
     @rule()
+    def history_lost(self):
+        """The history file moved aside as corrupt, or the guard installed afresh."""
+        self.world.lose_history()
+
+    @rule()
+    def guard_restarted(self):
+        """The daemon restarted: what it kept only in memory is gone, the history stays."""
+        self.world.peer = (0.0, "")
+
+    @rule()
     def vm_stop(self):
         self.world.vm_stop()
 

@@ -420,3 +420,13 @@ def test_management_not_judged_without_agent_properties(mgmt):
     host, pools, _, status = read_management(mgmt_config(mgmt), "kvm-a", None)
     assert host is None and pools == [] and not status.ok
     assert "agent.properties is unreadable" in status.detail
+
+
+def test_a_storpool_pool_id_keeps_its_template_name(mgmt, tmp_path):
+    """StorPool ids are `<template>;<uuid>` in the API, the agent's map and its heartbeat
+    lines: lowercasing the whole id made a live pool look unlisted next to its log lines."""
+    host = mgmt.add_host("kvm-a", ipaddress="127.0.0.1")
+    sp = "SSD-Gold;5A5A5A5A-1111-2222-3333-444444444444"
+    mgmt.add_pool("sp", pool_type="StorPool", scope="CLUSTER", cluster_id=host["clusterid"], pool_id=sp)
+    _, pools, _, status = read_management(mgmt_config(mgmt), "kvm-a", props(tmp_path))
+    assert status.ok and [p.uuid for p in pools] == ["SSD-Gold;5a5a5a5a-1111-2222-3333-444444444444"]

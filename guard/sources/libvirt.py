@@ -10,7 +10,7 @@ import re
 import xml.etree.ElementTree as ET  # noqa: S405 - parses libvirt's own XML, not input from afar
 from typing import Any, Optional
 
-from guard.model import Pool, SourceStatus
+from guard.model import Pool, SourceStatus, pool_id
 from guard.sources.bounded import run_bounded
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
@@ -49,7 +49,7 @@ def parse_pool_xml(xml: str, state: str) -> Optional[Pool]:
         fmt = source.find("format")
         source_format = fmt.get("type", "") if fmt is not None else ""
     return Pool(
-        uuid=name.lower(),
+        uuid=pool_id(name),
         type=cloudstack_type(root.get("type", ""), source_format),
         origin="libvirt",
         name=name,

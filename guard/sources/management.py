@@ -14,7 +14,7 @@ import psutil
 
 from guard.config import ManagementConfig
 from guard.drivers import canonical_type
-from guard.model import ManagementHost, Pool, SourceStatus
+from guard.model import ManagementHost, Pool, SourceStatus, pool_id
 from guard.sources.agentconf import AgentProperties
 
 _SECRET_PARAMS = re.compile(r"(?i)(apikey|signature|secret|key|sessionkey)=[^&\s'\"]+")
@@ -142,7 +142,7 @@ def _in_scope(pool: dict[str, Any], host: ManagementHost, local_uuids: set[str])
     if scope == "ZONE":
         return str(pool.get("hypervisor", "KVM")) in ("KVM", "Any", "")
     if scope == "HOST":
-        return str(pool.get("id", "")).lower() in local_uuids
+        return pool_id(str(pool.get("id", ""))) in local_uuids
     return False
 
 
@@ -150,7 +150,7 @@ def _pool(entry: dict[str, Any]) -> Pool:
     pool_type = canonical_type(str(entry.get("type", "")))
     url = str(entry.get("ipaddress", "")) if pool_type == "Linstor" else ""
     return Pool(
-        uuid=str(entry["id"]).lower(),
+        uuid=pool_id(str(entry["id"])),
         type=pool_type,
         origin="management",
         name=str(entry.get("name", "")),
@@ -184,11 +184,11 @@ def read_management(
             zone_id=str(raw.get("zoneid", "")), server_version=_server_version(client),
         )
         entries = _call(client, "listStoragePools", zoneid=host.zone_id)
-        local = set(props.local_storage_uuids)
+        local = {pool_id(u) for u in props.local_storage_uuids}
         existing = [e for e in entries if e.get("id") and str(e.get("state", "")).lower() != "removed"]
         pools = [_pool(e) for e in existing if _in_scope(e, host, local)]
         mine = {p.uuid for p in pools}
-        elsewhere = tuple(sorted({str(e["id"]).lower() for e in existing} - mine))
+        elsewhere = tuple(sorted({pool_id(str(e["id"])) for e in existing} - mine))
     except ManagementError as exc:
         return None, [], (), SourceStatus("management", False, f"{where}: {exc}")
     except Exception as exc:  # noqa: BLE001 - a client bug must not stop the other sources

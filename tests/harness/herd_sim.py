@@ -1,5 +1,6 @@
 """A cluster of guards in simulated time, each running the pure restart path (note the
-warranted moment, track the busy peer, anchor, decide) on its own evaluation ticks.
+warranted moment, track the busy peer, anchor, decide) on its own evaluation ticks and
+at the moment a stagger refusal names, as the daemon re-checks.
 
 All hosts see the same stale pool removed at `removal`. A host that restarts goes
 Disconnected for its peers `lag` seconds later, for `restart` seconds. The result is the
@@ -58,21 +59,26 @@ def simulate(hosts: int = 16, *, slot: float = 30.0, tick: float = 5.0, restart:
         at = restarted.get(host)
         return "Disconnected" if at is not None and at + lag <= now < at + lag + restart else "Up"
 
-    now = start
-    while now < start + until and len(restarted) < hosts:
-        for host in ids:
-            t = now + phase[host]
-            if host in restarted:
-                continue
-            view = ClusterView(host, tuple(ManagementHost(h, h, state(h, t), "c1") for h in ids))
-            history[host] = note_warranted(history[host], [STALE], t)
-            peer[host] = busy_peer(peer[host], view, t, slot)
-            anchor = max(anchor_for((STALE,), history[host], t, windows), peer[host][0])
-            decision = decide([STALE], "remediate", config, history[host], t, InFlight(), view, anchor,
-                              after_peer=peer[host][1])
-            if decision.act:
-                restarted[host] = t
-        now += tick
+    # As the daemon: each host looks on its own tick, and again at the moment a stagger
+    # refusal names (call_later on wait_until), reading the cluster fresh each time.
+    due = {h: start + phase[h] for h in ids}
+    while due and len(restarted) < hosts:
+        host = min(due, key=lambda h: due[h])
+        t = due[host]
+        if t >= start + until:
+            break
+        view = ClusterView(host, tuple(ManagementHost(h, h, state(h, t), "c1") for h in ids))
+        history[host] = note_warranted(history[host], [STALE], t)
+        peer[host] = busy_peer(peer[host], view, t, slot)
+        anchor = max(anchor_for((STALE,), history[host], t, windows), peer[host][0])
+        decision = decide([STALE], "remediate", config, history[host], t, InFlight(), view, anchor,
+                          after_peer=peer[host][1])
+        if decision.act:
+            restarted[host] = t
+            del due[host]
+        else:
+            wake = decision.wait_until
+            due[host] = min(t + tick, wake) if wake is not None and wake > t else t + tick
     times = sorted(restarted.values())
     disconnected = max((sum(1 for at in times if at + lag <= t < at + lag + restart)
                         for t in [at + lag for at in times]), default=0)

@@ -139,6 +139,12 @@ class World:
         shifted = self.agent_started[number] + self.clock_offset - self.offset_at_start.get(number, 0.0)
         return Incarnation(1000 + number, shifted, start_ticks=100 * number + 7)
 
+    def lose_history(self) -> None:
+        """What the guard remembered is gone; what it may be expected to know goes too."""
+        self.history = History()
+        self.seen_held = set()
+        self.seen_gone = {}
+
     def clock_step(self, seconds: float) -> None:
         """The wall clock is set forward or back (NTP step, an operator's `date -s`)."""
         self.now += seconds
