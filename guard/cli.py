@@ -246,9 +246,9 @@ def cmd_restart_agent(args: argparse.Namespace) -> int:
         cluster, problem = (cluster_reading(config, host.id, host.cluster_id) if host
                             else (None, "this host is not known to the management server"))
     # Run by hand, the operator is the coordination the stagger stands in for: no waiting
-    # for a slot (anchor in the past), but a peer host that is down still refuses.
+    # for this host's slot, but a peer host that is down still refuses.
     decision = decide(findings, config.mode, config.remediation, base, time.time(), in_flight, cluster,
-                      0.0, force=args.force, cluster_problem=problem)
+                      force=args.force, cluster_problem=problem, wait_turn=False)
     print(f"gates for restarting {config.agent.unit}:")
     _print_decision(decision, config.agent.unit)
     if not decision.act:

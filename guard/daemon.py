@@ -30,14 +30,19 @@ from guard.evaluate import evaluate, overall
 from guard.follow import Follower
 from guard.history import History
 from guard.metrics import Counters, MetricsServer, exposition, write_textfile
-from guard.model import AgentProcess, Finding, LogEvent, Pool, ProbeResult, Snapshot, SourceStatus
+from guard.model import (
+    AgentProcess,
+    Finding,
+    LogEvent,
+    Pool,
+    ProbeResult,
+    Snapshot,
+    SourceStatus,
+)
 from guard.policy import (
     Decision,
-    anchor_for,
-    busy_peer,
     decide,
     judge_last_restart,
-    note_warranted,
     unconfirmed,
 )
 from guard.probes import linstor
@@ -106,7 +111,6 @@ class Daemon:
         self.listed_at: Optional[float] = None
         self.stopping = asyncio.Event()
         self.restarting = False
-        self.peer_busy: tuple[float, str] = (0.0, "")
         self.probes_ready = False
         self.last_status = ""
         self.last_evaluation = 0.0
@@ -369,7 +373,6 @@ class Daemon:
         history = record(self.history, snap)
         findings = evaluate(snap, history)
         history = judge_last_restart(history, findings, snap.now, self.config.remediation.settle)
-        history = note_warranted(history, findings, snap.now)
         if history.breaker_open_since != self.history.breaker_open_since:
             self.emit("circuit-breaker", open=history.breaker_open_since is not None,
                       reason=history.breaker_reason, level="warning")
@@ -472,14 +475,8 @@ class Daemon:
             else:
                 cluster, problem = await self.in_thread(cluster_reading, self.config, host.id,
                                                         host.cluster_id)
-        fixable = tuple(f for f in findings if f.restart_helps)
-        now = time.time()
-        self.peer_busy = busy_peer(self.peer_busy, cluster, now, self.config.remediation.stagger_slot)
-        anchor = max(anchor_for(fixable, self.history, snap.now, self.config.remediation.windows),
-                     self.peer_busy[0])
         decision = decide(findings, self.config.mode, self.config.remediation, self.history,
-                          now, in_flight, cluster, anchor, cluster_problem=problem,
-                          after_peer=self.peer_busy[1])
+                          time.time(), in_flight, cluster, cluster_problem=problem)
         self._log_decision(decision)
         if decision.act:
             self.restarting = True

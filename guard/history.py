@@ -100,9 +100,6 @@ class History:
     """The last moment the host was seen not Up, the agent not connected, or the agent
     log showed a reconnect or a restart: inferences about what the server reached this
     agent with hold only over gaps after it."""
-    eligible_since: Optional[float] = None
-    """When a restart first became warranted for the present trouble: the stagger counts
-    from a moment every look agrees on, not from each evaluation's now."""
 
     def pool(self, uuid: str) -> Optional[PoolRecord]:
         return next((p for p in self.pools if p.uuid == uuid), None)
@@ -119,7 +116,6 @@ def to_json(history: History) -> dict[str, Any]:
         "breaker_reason": history.breaker_reason,
         "server_version": history.server_version,
         "last_disconnected_at": history.last_disconnected_at,
-        "eligible_since": history.eligible_since,
         "pools": [vars(p) for p in sorted(history.pools, key=lambda p: p.uuid)],
         "incarnations": [
             {
@@ -221,7 +217,6 @@ def from_json(data: Any) -> History:
         server_version=_check("str", data.get("server_version", ""), "server_version"),
         last_disconnected_at=_check("Optional[float]", data.get("last_disconnected_at"),
                                     "last_disconnected_at"),
-        eligible_since=_check("Optional[float]", data.get("eligible_since"), "eligible_since"),
     )
 
 

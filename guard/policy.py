@@ -9,6 +9,7 @@ can see why the guard did or did not act.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass, replace
 from typing import Optional
@@ -81,20 +82,28 @@ def _digest(host_id: str) -> bytes:
     return hashlib.sha256(host_id.encode()).digest()
 
 
-def stagger_delay(this_host_id: str, host_ids: tuple[str, ...], slot: float, after: str = "") -> float:
-    """This host's own slot: its rank among its cluster by a hash of the host id, plus a
-    jitter inside the first quarter of the slot. Deterministic, so every host computes
-    the same order without talking to the others, and no two hosts share a slot.
+TURN_FRACTION = 0.5
+"""A host begins a restart only in the first half of its slot: the second half, and the
+hosts' clock differences (NTP keeps them far inside it), separate its start from the next
+host's turn, and the server has marked it Disconnected before that turn comes."""
 
-    `after` names the peer whose restart this host just waited for: counting on from it
-    around the circle, the next host goes next, instead of every waiting host starting
-    its whole rank over again (which made a cluster's remediation quadratic)."""
-    ordered = sorted(set(host_ids) | {this_host_id} | ({after} if after else set()), key=_digest)
-    rank = ordered.index(this_host_id)
-    if after:
-        rank = (rank - ordered.index(after) - 1) % len(ordered)
-    jitter = int.from_bytes(_digest(this_host_id)[:4], "big") / 2**32 * slot / 4
-    return rank * slot + jitter
+
+def turn(
+    this_host_id: str, host_ids: tuple[str, ...], now: float, slot: float
+) -> tuple[bool, float, int, int]:
+    """Slots on the wall clock every host of the cluster shares, owned in turn: slot k
+    belongs to the host whose rank, by a hash of its id, is k mod n. Each host works out
+    the same order alone, so two hosts never own one slot, whenever each learned of the
+    trouble, however often it looks, and whatever window it waited for.
+
+    Returns whether `now` is this host's to act in, the opening of its next slot after
+    the current one, its rank and the cluster's size."""
+    ordered = sorted(set(host_ids) | {this_host_id}, key=_digest)
+    hosts, rank = len(ordered), ordered.index(this_host_id)
+    current = math.floor(now / slot)
+    mine = current % hosts == rank and now - current * slot < slot * TURN_FRACTION
+    following = current + 1 + (rank - current - 1) % hosts
+    return mine, following * slot, rank, hosts
 
 
 def restarts_in_window(history: History, now: float, window: float) -> tuple[RestartRecord, ...]:
@@ -179,42 +188,54 @@ def _gate_rate(history: History, config: RemediationConfig, now: float, force: b
 
 
 def peers_busy(cluster: ClusterView) -> list[ManagementHost]:
-    """Peers that are not Up now. A host refused for this counts its stagger slot again,
-    from the moment they are Up and from the busy peer's place in the order: otherwise
-    every host whose slot passed meanwhile would retry at the same instant."""
+    """Peers that are not Up now: a restart longer than a slot, or a host down for its own
+    reasons. A host refused for this waits for its next turn."""
     busy = [h for h in cluster.hosts if h.id != cluster.this_host_id and h.state in BUSY_HOST_STATES]
     return sorted(busy, key=lambda h: _digest(h.id))
 
 
 def _gate_cluster(
-    cluster: Optional[ClusterView], problem: str, anchor: float, now: float, slot: float, force: bool,
-    after: str,
+    cluster: Optional[ClusterView], problem: str, now: float, slot: float, force: bool, wait_turn: bool,
 ) -> tuple[GateReading, Optional[float]]:
     if problem:
         return GateReading("cluster", False, f"cannot read the cluster's hosts: {problem}"), None
     if cluster is None:
         return GateReading("cluster", True, "management API not configured: no cluster view"), None
+    peers = tuple(h.id for h in cluster.hosts)
+    mine, following, rank, hosts = turn(cluster.this_host_id, peers, now, slot)
+    place = f"slot {rank + 1} of {hosts}, every {hosts * slot:g}s"
     busy = peers_busy(cluster)
     if busy:
         names = ", ".join(f"{h.name} {h.state}" for h in busy)
-        return GateReading("cluster", False, f"another host of this cluster is not Up: {names}"), None
-    peers = tuple(h.id for h in cluster.hosts)
-    delay = stagger_delay(cluster.this_host_id, peers, slot, after)
-    acts_at = anchor + delay
-    if now < acts_at and not force:
-        return GateReading("cluster", False, f"staggered: this host's slot starts in "
-                           f"{acts_at - now:.1f}s ({len(peers)} host(s) in the cluster)"), acts_at
-    return GateReading("cluster", True, f"all {len(peers)} host(s) of the cluster Up; "
-                       f"stagger slot reached"), None
+        return GateReading("cluster", False, f"another host of this cluster is not Up: {names}; "
+                           f"waiting for this host's next turn ({place})"), following
+    if not mine and wait_turn and not force:
+        return GateReading("cluster", False, f"staggered: this host's turn ({place}) starts in "
+                           f"{following - now:.1f}s"), following
+    turn_text = f"this host's turn ({place})" if mine else "no turn waited for"
+    return GateReading("cluster", True, f"all {hosts} host(s) of the cluster Up; {turn_text}"), None
 
 
-def _gate_window(windows: tuple[tuple[int, int], ...], now: float, force: bool) -> GateReading:
+def _gate_window(
+    windows: tuple[tuple[int, int], ...], now: float, force: bool
+) -> tuple[GateReading, Optional[float]]:
     if not windows:
-        return GateReading("window", True, "no maintenance window configured")
+        return GateReading("window", True, "no maintenance window configured"), None
     if _in_window(now, windows) or force:
         return GateReading("window", True, "inside a maintenance window" if not force
-                           else "outside the windows, overridden by --force")
-    return GateReading("window", False, "outside the configured maintenance windows")
+                           else "outside the windows, overridden by --force"), None
+    opens = next_opening(now, windows)
+    return GateReading("window", False, "outside the configured maintenance windows; the next opens "
+                       + time.strftime("%Y-%m-%d %H:%M", time.localtime(opens))), opens
+
+
+def next_opening(now: float, windows: tuple[tuple[int, int], ...]) -> float:
+    """The next start of a window by the local clock (mktime keeps daylight saving)."""
+    local = time.localtime(now)
+    openings = (time.mktime((local.tm_year, local.tm_mon, local.tm_mday + day, start // 60, start % 60,
+                             0, 0, 0, -1))
+                for day in (0, 1, 2) for start, _ in windows)
+    return min(t for t in openings if t > now)
 
 
 def decide(
@@ -225,27 +246,29 @@ def decide(
     now: float,
     in_flight: InFlight,
     cluster: Optional[ClusterView],
-    anchor: float,
     force: bool = False,
     cluster_problem: str = "",
-    after_peer: str = "",
+    wait_turn: bool = True,
 ) -> Decision:
     """Every gate is read even after one refuses, so the operator sees the whole picture.
-    `anchor` is when the condition appeared (hosts that saw it together stagger from it),
-    or when the last busy peer (`after_peer`) was seen, whichever is later."""
+    `wait_turn` False (an operator's `restart-agent`) skips waiting for this host's
+    stagger slot, not a busy peer. `wait_until` is the earliest moment a refusal by the
+    cluster or window gate could turn: no look before it can act."""
     finding, fixable = _gate_finding(findings, force, history)
-    cluster_reading, wait_until = _gate_cluster(
-        cluster, cluster_problem, anchor, now, config.stagger_slot, force, after_peer)
+    cluster_reading, turn_at = _gate_cluster(
+        cluster, cluster_problem, now, config.stagger_slot, force, wait_turn)
+    window_reading, opens_at = _gate_window(config.windows, now, force)
     readings = (
         finding,
         _gate_mode(mode, force),
         _gate_in_flight(in_flight),
         _gate_rate(history, config, now, force),
         cluster_reading,
-        _gate_window(config.windows, now, force),
+        window_reading,
     )
     act = all(r.passed for r in readings)
-    return Decision(act, readings, wait_until, fixable)
+    waits = [t for t in (turn_at, opens_at) if t is not None]
+    return Decision(act, readings, max(waits) if waits and not act else None, fixable)
 
 
 def record_restart(history: History, record: RestartRecord) -> History:
@@ -259,52 +282,6 @@ def open_breaker(history: History, now: float, reason: str) -> History:
 
 def close_breaker(history: History) -> History:
     return replace(history, breaker_open_since=None, breaker_reason="")
-
-
-def anchor_for(
-    findings: tuple[Finding, ...], history: History, now: float, windows: tuple[tuple[int, int], ...] = ()
-) -> float:
-    """When the condition appeared, as every host of the cluster saw it: the removal, or
-    the entry into maintenance. Failing those, when a restart first became warranted
-    (persisted by note_warranted), never the moment of this evaluation: an anchor that
-    moves with each look keeps the host's slot ahead of it forever. Inside a maintenance
-    window, not before its opening."""
-    moments = [
-        moment for f in findings if (record := history.pool(f.pool_uuid)) is not None
-        for moment in (record.removed_at, record.maintenance_at) if moment is not None
-    ]
-    warranted = history.eligible_since if history.eligible_since is not None else now
-    return max(min(moments, default=warranted), _window_opened(now, windows))
-
-
-def _window_opened(now: float, windows: tuple[tuple[int, int], ...]) -> float:
-    """The start of the maintenance window `now` is in (0 outside one, or with none):
-    hosts that waited for the window stagger from its opening, not from a removal hours
-    before it, when all of them would be due at once."""
-    local = time.localtime(now)
-    minute = local.tm_hour * 60 + local.tm_min
-    midnight = now - (minute * 60 + local.tm_sec) - (now % 1)
-    for start, end in windows:
-        if start <= end and start <= minute < end:
-            return midnight + start * 60
-        if start > end and (minute >= start or minute < end):
-            return midnight + start * 60 - (86400 if minute < end else 0)
-    return 0.0
-
-
-def busy_peer(
-    previous: tuple[float, str], cluster: Optional[ClusterView], now: float, slot: float
-) -> tuple[float, str]:
-    """The peer whose restart this host waits after, and when it was last seen busy. It
-    is forgotten once a whole round of slots has passed since: an old cascade must not
-    anchor every later restart at the same moment."""
-    busy = peers_busy(cluster) if cluster is not None else []
-    if busy:
-        return now, busy[-1].id
-    hosts = len(cluster.hosts) if cluster is not None else 1
-    if previous[1] and now - previous[0] > slot * (hosts + 1):
-        return 0.0, ""
-    return previous
 
 
 def judge_last_restart(history: History, findings: list[Finding], now: float, settle: float) -> History:
@@ -325,15 +302,4 @@ def judge_last_restart(history: History, findings: list[Finding], now: float, se
     if history.breaker_open_since is not None and not any(
             f.restart_helps or f.kind == "stop-failure" for f in findings):
         history = close_breaker(history)
-    return history
-
-
-def note_warranted(history: History, findings: list[Finding], now: float) -> History:
-    """Keep when a restart first became warranted for the trouble at hand (see
-    anchor_for), and forget it once nothing a restart fixes is left."""
-    warranted = any(f.restart_helps for f in findings)
-    if warranted and history.eligible_since is None:
-        return replace(history, eligible_since=now)
-    if not warranted and history.eligible_since is not None:
-        return replace(history, eligible_since=None)
     return history

@@ -8,7 +8,7 @@ from dataclasses import replace
 from guard.config import RemediationConfig
 from guard.evaluate import evaluate
 from guard.model import Incarnation, LogEvent, Pool, Severity
-from guard.policy import InFlight, busy_peer, decide
+from guard.policy import InFlight, decide
 from guard.record import record
 from tests.harness.snapshots import LIN, T0, URL, agent, kinds, lin_pool, probe, run, snap
 
@@ -105,27 +105,14 @@ def test_one_listing_that_misses_a_pool_is_reported_but_not_acted_on():
     steps = [snap(T0 + 10, [lin_pool()]), snap(T0 + 70, [], probes=probe("refused"))]
     findings, history = run(steps)
     config = RemediationConfig()
-    first = decide(findings, "remediate", config, history, T0 + 70, InFlight(), None, T0)
+    first = decide(findings, "remediate", config, history, T0 + 70, InFlight(), None)
     assert not first.act and first.refused_by.gate == "finding" and "not confirmed" in first.refused_by.reading
     again = snap(T0 + 130, [], probes=probe("refused"))
     history = record(history, again)
-    second = decide(evaluate(again, history), "remediate", config, history, T0 + 130, InFlight(), None, T0)
+    second = decide(evaluate(again, history), "remediate", config, history, T0 + 130, InFlight(), None)
     assert second.act
     back = snap(T0 + 100, [lin_pool()])
     assert record(record(run(steps)[1], back), again).pool(LIN).absence_confirmed is False
-
-
-def test_a_busy_peer_is_forgotten_after_a_round_of_slots():
-    from guard.model import ManagementHost
-    from guard.policy import ClusterView
-
-    hosts = tuple(ManagementHost(f"h{n}", f"h{n}", "Up", "c1") for n in range(4))
-    busy = ClusterView("h0", (replace(hosts[0]),) + (replace(hosts[1], state="Disconnected"),) + hosts[2:])
-    calm = ClusterView("h0", hosts)
-    seen = busy_peer((0.0, ""), busy, T0, 30.0)
-    assert seen == (T0, "h1")
-    assert busy_peer(seen, calm, T0 + 60, 30.0) == seen
-    assert busy_peer(seen, calm, T0 + 30.0 * 5 + 1, 30.0) == (0.0, "")
 
 
 def test_releases_with_a_fix_on_two_branches():

@@ -116,8 +116,11 @@ class DecisionMachine(RuleBasedStateMachine):
 
     @rule()
     def guard_restarted(self):
-        """The daemon restarted: what it kept only in memory is gone, the history stays."""
-        self.world.peer = (0.0, "")
+        """The daemon restarted: what it kept only in memory is gone, the history stays.
+        Nothing the decision uses lives only in memory (the stagger's turns are on the wall
+        clock), so the next look must decide as if the guard had run all along."""
+        self.world.last_decision = None
+        self.world.last_findings = []
 
     @rule()
     def vm_stop(self):

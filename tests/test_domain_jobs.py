@@ -48,7 +48,7 @@ HOLD_S = 2.0
 
 
 def _decide(in_flight: InFlight) -> Decision:
-    return decide([STALE], "remediate", CONFIG, History(), NOW, in_flight, None, NOW - 3600)
+    return decide([STALE], "remediate", CONFIG, History(), NOW, in_flight, None)
 
 
 def _guest_xml(emulator: str) -> str:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 
 from guard.config import RemediationConfig
-from guard.history import History, PoolRecord, RestartRecord
+from guard.history import History, RestartRecord
 from guard.model import ChildProcess, Evidence, Finding, ManagementHost, Severity
 from guard.policy import (
     ClusterView,
     InFlight,
-    anchor_for,
     decide,
     judge_last_restart,
-    stagger_delay,
+    next_opening,
+    turn,
 )
 
 NOW = 1_700_000_000.0
@@ -35,8 +35,13 @@ def gates(decision):
 
 
 def run(findings=(STALE,), mode="remediate", history=EMPTY, in_flight=IDLE, cluster=None,
-        anchor=NOW - 3600, now=NOW, force=False, config=CONFIG, problem=""):
-    return decide(list(findings), mode, config, history, now, in_flight, cluster, anchor, force, problem)
+        now=NOW, force=False, config=CONFIG, problem="", wait_turn=True):
+    return decide(list(findings), mode, config, history, now, in_flight, cluster, force, problem, wait_turn)
+
+
+def owner(ids, now, slot=30.0):
+    """The host whose turn `now` is."""
+    return next(h for h in ids if turn(h, ids, now, slot)[0])
 
 
 def test_all_gates_pass_for_a_stale_pool():
@@ -93,26 +98,42 @@ def test_cluster_gate_refuses_when_a_peer_is_down_and_when_unreadable():
     cluster = ClusterView("a", (host("a"), host("b", "Disconnected"), host("c")))
     refused = run(cluster=cluster).refused_by
     assert refused.gate == "cluster" and "kvm-b Disconnected" in refused.reading
+    assert not run(cluster=cluster, wait_turn=False).act
     assert not run(cluster=cluster, force=True).act
     unreadable = run(problem="listHosts: connection refused").refused_by
     assert unreadable.gate == "cluster" and "cannot read" in unreadable.reading
 
 
-def test_stagger_gives_every_host_its_own_slot():
+def test_every_slot_has_one_owner_and_every_host_a_turn_each_round():
     ids = tuple(f"host-{i}" for i in range(16))
-    delays = sorted(stagger_delay(h, ids, 30.0) for h in ids)
-    slots = [int(d // 30.0) for d in delays]
-    assert slots == list(range(16))
-    assert stagger_delay("host-3", ids, 30.0) == stagger_delay("host-3", tuple(reversed(ids)), 30.0)
+    starts = [NOW - NOW % 30.0 + k * 30.0 for k in range(32)]
+    owners = [[h for h in ids if turn(h, ids, t + 1.0, 30.0)[0]] for t in starts]
+    assert all(len(o) == 1 for o in owners)
+    assert sorted(o[0] for o in owners[:16]) == sorted(ids) and owners[:16] == owners[16:]
+    assert all(not turn(h, ids, t + 20.0, 30.0)[0] for h in ids for t in starts), "acts in a slot's second half"
+    assert turn("host-3", ids, NOW, 30.0) == turn("host-3", tuple(reversed(ids)), NOW, 30.0)
 
 
-def test_stagger_waits_from_the_anchor():
+def test_outside_its_turn_a_host_waits_for_the_next_one():
     ids = tuple(f"host-{i}" for i in range(4))
-    last = max(ids, key=lambda h: stagger_delay(h, ids, 30.0))
-    cluster = ClusterView(last, tuple(host(h) for h in ids))
-    early = run(cluster=cluster, anchor=NOW - 1)
-    assert not early.act and early.wait_until > NOW and "staggered" in early.refused_by.reading
-    assert run(cluster=cluster, anchor=NOW - 200).act
+    start = NOW - NOW % 30.0
+    now_owner = owner(ids, start + 1.0)
+    other = next(h for h in ids if h != now_owner)
+    cluster = ClusterView(other, tuple(host(h) for h in ids))
+    early = run(cluster=cluster, now=start + 1.0)
+    assert not early.act and "staggered" in early.refused_by.reading
+    assert early.wait_until > start + 1.0 and owner(ids, early.wait_until) == other
+    assert run(cluster=cluster, now=early.wait_until).act
+    assert run(cluster=cluster, now=start + 1.0, wait_turn=False).act, "an operator's restart-agent waits for no turn"
+
+
+def test_a_window_refusal_names_when_it_can_turn():
+    minute = time.localtime(NOW).tm_hour * 60 + time.localtime(NOW).tm_min
+    later = ((minute + 60) % 1440, (minute + 61) % 1440)
+    opens = next_opening(NOW, (later,))
+    assert 3540 <= opens - NOW <= 3600 and time.localtime(opens).tm_min == later[0] % 60
+    refused = run(config=RemediationConfig(windows=(later,)))
+    assert refused.refused_by.gate == "window" and refused.wait_until == opens
 
 
 def test_maintenance_window():
@@ -121,12 +142,6 @@ def test_maintenance_window():
     outside = RemediationConfig(windows=(((minute + 60) % 1440, (minute + 61) % 1440),))
     assert run(config=inside).act
     assert run(config=outside).refused_by.gate == "window"
-
-
-def test_anchor_is_the_removal_moment():
-    history = History(pools=(PoolRecord(POOL, "Linstor", removed_at=NOW - 42),))
-    assert anchor_for((STALE,), history, NOW) == NOW - 42
-    assert anchor_for((), history, NOW) == NOW
 
 
 def test_a_restart_that_did_not_help_opens_the_breaker_and_clearing_closes_it():
@@ -148,12 +163,3 @@ def test_no_second_restart_before_the_first_is_judged():
     assert refused.gate == "rate" and "whether the last restart helped" in refused.reading
     judged = History(restarts=(RestartRecord(NOW - 20, "r", 1, pools=(POOL,), outcome="helped"),))
     assert run(history=judged, config=config).act
-
-
-def test_after_a_busy_peer_the_next_host_in_the_order_goes_next():
-    ids = tuple(f"host-{i}" for i in range(8))
-    order = sorted(ids, key=lambda h: stagger_delay(h, ids, 10.0))
-    peer = order[3]
-    after = sorted(ids, key=lambda h: stagger_delay(h, ids, 10.0, after=peer) if h != peer else 1e9)
-    assert after[:7] == order[4:] + order[:3]
-    assert stagger_delay(order[4], ids, 10.0, after=peer) < 10.0

@@ -1,12 +1,11 @@
-"""A cluster of guards in simulated time, each running the pure restart path (note the
-warranted moment, track the busy peer, anchor, decide) on its own evaluation ticks and
-at the moment a stagger refusal names, as the daemon re-checks.
+"""A cluster of guards in simulated time, each running the pure restart path (decide)
+on its own evaluation ticks and at the moment a refusal names, as the daemon re-checks.
 
 All hosts see the same stale pool removed at `removal`. A host that restarts goes
 Disconnected for its peers `lag` seconds later, for `restart` seconds. The result is the
-largest number of hosts that started a restart within any one stagger slot (slots
-counted from the removal, or from the window's opening), and the most that were
-Disconnected at once. Used by tests/test_herd.py and benchmarks/herd.py.
+largest number of hosts that started a restart within any one stagger slot (the slots on
+the wall clock the guards share), and the most that were Disconnected at once. Used by
+tests/test_herd.py, tests/test_herd_property.py and benchmarks/herd.py.
 """
 
 from __future__ import annotations
@@ -14,12 +13,11 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 from guard.config import RemediationConfig
 from guard.history import History, PoolRecord
 from guard.model import Evidence, Finding, ManagementHost, Severity
-from guard.policy import ClusterView, InFlight, anchor_for, busy_peer, decide, note_warranted
+from guard.policy import ClusterView, InFlight, decide
 
 POOL = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 STALE = Finding("stale-pool", Severity.CRITICAL, (Evidence("probe", "refused"),), "restart",
@@ -34,24 +32,22 @@ class HerdResult:
     last_restart_s: float
 
 
-def _most_in_one_slot(times: list[float], origin: float, slot: float) -> int:
+def _most_in_one_slot(times: list[float], slot: float) -> int:
     counts: dict[int, int] = {}
     for t in times:
-        index = int((t - origin) // slot)
+        index = int(t // slot)
         counts[index] = counts.get(index, 0) + 1
     return max(counts.values(), default=0)
 
 
 def simulate(hosts: int = 16, *, slot: float = 30.0, tick: float = 5.0, restart: float = 20.0,
              lag: float = 3.0, removal: float = 0.0, start: float = 0.0, until: float = 7200.0,
-             windows: tuple[tuple[int, int], ...] = (), seed: int = 1,
-             origin: Optional[float] = None) -> HerdResult:
+             windows: tuple[tuple[int, int], ...] = (), seed: int = 1) -> HerdResult:
     rng = random.Random(seed)
     ids = [f"host-{n:02d}" for n in range(hosts)]
     config = RemediationConfig(stagger_slot=slot, windows=windows, cooldown=600.0, settle=60.0)
     record = PoolRecord(POOL, "Linstor", removed_at=removal, absence_confirmed=True)
     history = {h: History(pools=(record,)) for h in ids}
-    peer = {h: (0.0, "") for h in ids}
     phase = {h: rng.uniform(0, tick) for h in ids}
     restarted: dict[str, float] = {}
 
@@ -59,8 +55,8 @@ def simulate(hosts: int = 16, *, slot: float = 30.0, tick: float = 5.0, restart:
         at = restarted.get(host)
         return "Disconnected" if at is not None and at + lag <= now < at + lag + restart else "Up"
 
-    # As the daemon: each host looks on its own tick, and again at the moment a stagger
-    # refusal names (call_later on wait_until), reading the cluster fresh each time.
+    # As the daemon: each host looks on its own tick, and again at the moment a refusal
+    # names (call_later on wait_until), reading the cluster fresh each time.
     due = {h: start + phase[h] for h in ids}
     while due and len(restarted) < hosts:
         host = min(due, key=lambda h: due[h])
@@ -68,11 +64,7 @@ def simulate(hosts: int = 16, *, slot: float = 30.0, tick: float = 5.0, restart:
         if t >= start + until:
             break
         view = ClusterView(host, tuple(ManagementHost(h, h, state(h, t), "c1") for h in ids))
-        history[host] = note_warranted(history[host], [STALE], t)
-        peer[host] = busy_peer(peer[host], view, t, slot)
-        anchor = max(anchor_for((STALE,), history[host], t, windows), peer[host][0])
-        decision = decide([STALE], "remediate", config, history[host], t, InFlight(), view, anchor,
-                          after_peer=peer[host][1])
+        decision = decide([STALE], "remediate", config, history[host], t, InFlight(), view)
         if decision.act:
             restarted[host] = t
             del due[host]
@@ -82,7 +74,7 @@ def simulate(hosts: int = 16, *, slot: float = 30.0, tick: float = 5.0, restart:
     times = sorted(restarted.values())
     disconnected = max((sum(1 for at in times if at + lag <= t < at + lag + restart)
                         for t in [at + lag for at in times]), default=0)
-    slots = _most_in_one_slot(times, removal if origin is None else origin, slot)
+    slots = _most_in_one_slot(times, slot)
     return HerdResult(tuple(times), slots, disconnected,
                       (times[-1] - start) if times else float("nan"))
 
@@ -96,7 +88,7 @@ def window_case(hosts: int = 16, slot: float = 30.0) -> HerdResult:
     """The pool removed at 23:00, a 02:00-04:00 window: every host waits for 02:00."""
     removal = at_local(23)
     return simulate(hosts, slot=slot, removal=removal, start=removal, until=6 * 3600.0,
-                    windows=((120, 240),), origin=removal + 3 * 3600.0)
+                    windows=((120, 240),))
 
 
 def cascade_case(hosts: int = 16, slot: float = 30.0) -> HerdResult:

@@ -35,11 +35,8 @@ from guard.policy import (
     ClusterView,
     Decision,
     InFlight,
-    anchor_for,
-    busy_peer,
     decide,
     judge_last_restart,
-    note_warranted,
     record_restart,
 )
 from guard.record import record
@@ -79,7 +76,6 @@ class World:
     last_decision: Optional[Decision] = None
     restarts: list[float] = field(default_factory=list)
     cluster: Optional[ClusterView] = None
-    peer: tuple[float, str] = (0.0, "")
     clock_offset: float = 0.0
     offset_at_start: dict[int, float] = field(default_factory=dict)
 
@@ -222,19 +218,15 @@ class World:
         history = record(self.history, snap)
         findings = evaluate(snap, history)
         history = judge_last_restart(history, findings, snap.now, self.remediation.settle)
-        history = note_warranted(history, findings, snap.now)
         self.history = history
         self.last_findings = findings
         self.last_decision = None
         if any(f.restart_helps for f in findings):
-            fixable = tuple(f for f in findings if f.restart_helps)
-            self.peer = busy_peer(self.peer, self.cluster, self.now, self.remediation.stagger_slot)
-            anchor = max(anchor_for(fixable, history, self.now, self.remediation.windows), self.peer[0])
             # As in the daemon: with [management] configured, the cluster view comes from
             # the same API, and a failing API refuses the cluster gate.
             problem = "HTTP 500" if self.api_failing else ""
             decision = decide(findings, self.mode, self.remediation, history, self.now, InFlight(),
-                              self.cluster, anchor, cluster_problem=problem, after_peer=self.peer[1])
+                              self.cluster, cluster_problem=problem)
             self.last_decision = decision
             if decision.act:
                 self._restart(decision)
