@@ -22,6 +22,7 @@ from guard.sources.agentlog import read_agent_log
 from guard.sources.bounded import Bounded
 from guard.sources.libvirt import read_libvirt_pools
 from guard.sources.management import read_management
+from guard.sources.storpoollog import StorPoolLog
 
 LOG_LOOKBACK_WITHOUT_AGENT_S = 3600.0
 
@@ -68,6 +69,7 @@ def collect(config: Config, history: History) -> tuple[Snapshot, History]:
     since = (agent.incarnation.start_time - CLOCK_SLACK_S if agent
              else now - LOG_LOOKBACK_WITHOUT_AGENT_S)
     events, log_status = read_agent_log(config.agent.log, since=since)
+    storpool_events, storpool_status = StorPoolLog(config.agent.storpool_log).read(since)
     pools, libvirt_status = libvirt_call.result(config.probes.timeout + 1.0)
     try:
         host, managed, elsewhere, mgmt_status = management_call.result(_management_deadline(config))
@@ -86,8 +88,8 @@ def collect(config: Config, history: History) -> tuple[Snapshot, History]:
         management_host=host,
         management_pools=tuple(managed),
         management_elsewhere=elsewhere,
-        log_events=tuple(events),
-        sources=(props_status, agent_status, libvirt_status, log_status, mgmt_status),
+        log_events=tuple(events) + tuple(storpool_events),
+        sources=(props_status, agent_status, libvirt_status, log_status, storpool_status, mgmt_status),
     )
     recorded = record(history, snap)
     targets = probe_targets(recorded, snap)

@@ -34,6 +34,8 @@ class AgentConfig:
     properties: str = "/etc/cloudstack/agent/agent.properties"
     log: str = "/var/log/cloudstack/agent/agent.log"
     unit: str = "cloudstack-agent.service"
+    storpool_log: str = "/var/log/cloudstack/agent/storpool-agent.log"
+    """StorPoolStorageAdaptor.SP_LOG's fixed path (see guard/sources/storpoollog.py)."""
 
 
 @dataclass(frozen=True)
@@ -378,6 +380,7 @@ def parse_config(text: str, path: str) -> Config:
                 properties=r.path_value("properties", AgentConfig.properties),
                 log=r.path_value("log", AgentConfig.log),
                 unit=r.string("unit", AgentConfig.unit),
+                storpool_log=r.path_value("storpool_log", AgentConfig.storpool_log),
             ),
             AgentConfig(),
         ),

@@ -31,6 +31,7 @@ from guard.follow import Follower
 from guard.history import History
 from guard.metrics import Counters, MetricsServer, exposition, write_textfile
 from guard.model import (
+    CLOCK_SLACK_S,
     AgentProcess,
     Finding,
     LogEvent,
@@ -54,6 +55,8 @@ from guard.sources.agentconf import AgentProperties, read_agent_properties
 from guard.sources.agentlog import IncrementalParser, iter_events, log_set
 from guard.sources.libvirt import read_libvirt_pools
 from guard.sources.management import read_management
+from guard.sources.storpoollog import SOURCE_NAME as STORPOOL_LOG
+from guard.sources.storpoollog import StorPoolLog
 
 EX_CONFIG = 78
 LOG_POLL_S = 0.05
@@ -61,6 +64,7 @@ LOG_QUIET_FLUSH_S = 0.1
 COALESCE_S = 0.005
 """Changes arriving together (a pool event and the listing it triggers) are judged once."""
 AGENT_CHECK_S = 1.0
+STORPOOL_LOG_POLL_S = 1.0
 AGENT_RESCAN_S = 30.0
 AGENT_DETAIL_S = 30.0
 """Reading the agent's sockets costs milliseconds of /proc/net parsing; a restart
@@ -99,6 +103,7 @@ class Daemon:
         self.statuses: dict[str, SourceStatus] = {}
         self.libvirt_pools: tuple[Pool, ...] = ()
         self.events: collections.deque = collections.deque(maxlen=MAX_EVENTS)
+        self.storpool_events: tuple[LogEvent, ...] = ()
         self.version = ""
         self.unit_state = ""
         self.management: tuple[Any, tuple[Pool, ...], tuple[str, ...]] = (None, (), ())
@@ -222,6 +227,23 @@ class Daemon:
                 await asyncio.sleep(LOG_POLL_S)
         finally:
             follower.close()
+
+    async def watch_storpool_log(self) -> None:
+        """StorPool's adaptor log, read on from where the last read stopped, for the agent
+        that runs now (no agent, no pools it holds)."""
+        reader = StorPoolLog(self.config.agent.storpool_log)
+        while not self.stopping.is_set():
+            if reader.path != self.config.agent.storpool_log:
+                reader = StorPoolLog(self.config.agent.storpool_log)
+            if self.agent is not None:
+                since = self.agent.incarnation.start_time - CLOCK_SLACK_S
+                events, status = await self.in_thread(reader.read, since)
+                if tuple(events) != self.storpool_events:
+                    self.storpool_events = tuple(events)
+                    self.dirty.set()
+                if self.statuses.get(STORPOOL_LOG) != status:
+                    self.mark(STORPOOL_LOG, status)
+            await self._sleep(STORPOOL_LOG_POLL_S)
 
     def _add_event(self, event: LogEvent) -> None:
         self.events.append(event)
@@ -348,7 +370,7 @@ class Daemon:
             management_pools=pools,
             management_elsewhere=elsewhere,
             listed_at=self.listed_at,
-            log_events=tuple(self.events),
+            log_events=tuple(self.events) + self.storpool_events,
             probes=tuple(self.probes.items()),
             sources=tuple(self.statuses.values()),
         )
@@ -557,6 +579,7 @@ class Daemon:
     def _start_sources(self) -> None:
         self._spawn("agent", self.watch_agent)
         self._spawn("agent-log", self.follow_log)
+        self._spawn(STORPOOL_LOG, self.watch_storpool_log)
         self._spawn("libvirt", self.watch_libvirt)
         self._spawn("management", self.poll_management)
         self._spawn("probes", self.run_probes)

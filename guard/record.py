@@ -19,7 +19,7 @@ from typing import Optional
 
 from guard.drivers import canonical_type
 from guard.history import Held, History, IncarnationRecord, PoolRecord
-from guard.model import CLOCK_SLACK_S, Snapshot
+from guard.model import CLOCK_SLACK_S, LogEvent, Snapshot
 
 KEEP_INCARNATIONS = 10
 FORGET_REMOVED_AFTER_S = 30 * 86400
@@ -38,6 +38,7 @@ RECONNECT_KINDS = {"agent-connected"}
 """Agent.reconnect() logs `Connected to the host`; a first connect does not (Agent.java):
 each such line means the agent was cut off from the server just before."""
 DROP_KINDS = {"pool-remove", "pool-delete-command"}
+STORPOOL_LOG_NAME = "storpool-agent.log"
 LISTING = "management server no longer lists it"
 LEFT_SCOPE = "the management server has it outside this host's scope now"
 FROM_LISTING = (LISTING, LEFT_SCOPE)
@@ -155,12 +156,19 @@ def _record_log(work: _Work) -> None:
         if event.kind == "heartbeat-failure":
             work.heartbeats.add(event.pool_uuid)
         if event.kind in HOLD_KINDS:
-            work.hold(event.pool_uuid, event.ts, f"agent log ({event.kind})")
+            work.hold(event.pool_uuid, event.ts, _told_by(event))
             record = work.pools[event.pool_uuid]
             if event.kind == "pool-add" and record.removed_at is not None and event.ts > record.removed_at:
                 work.pools[record.uuid] = replace(record, removed_at=None, removed_via="")
         elif event.kind in DROP_KINDS and event.pool_uuid not in work.dropped:
             work.dropped.append(event.pool_uuid)
+
+
+def _told_by(event: LogEvent) -> str:
+    """Which log said so: StorPool's adaptor keeps its own (guard/sources/storpoollog.py)."""
+    if event.file.rsplit("/", 1)[-1].startswith(STORPOOL_LOG_NAME):
+        return f"{STORPOOL_LOG_NAME}: {event.detail}"
+    return f"agent log ({event.kind})"
 
 
 def _record_libvirt(work: _Work) -> None:

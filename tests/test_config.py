@@ -34,7 +34,7 @@ def creds(tmp_path: Path, text: str = "[cloudstack]\nendpoint = http://127.0.0.1
 
 CASES = [
     ("unknown key", 'mode = "observe"\n[agent]\nlogg = "/x"\n', "key 'agent.logg' is unknown",
-     "use one of: log, properties, unit"),
+     "use one of: log, properties, storpool_log, unit"),
     ("unknown section", "[agnet]\n", "key 'agnet' is unknown", "use one of"),
     ("wrong type", "[remediation]\nmax_restarts = \"two\"\n", "key 'remediation.max_restarts' must be a "
      "whole number", "write max_restarts = 2"),

@@ -1,0 +1,100 @@
+"""StorPool's adaptor log: which StorPool pools the running agent was given, read in the
+format StorPoolStorageAdaptor.SP_LOG writes, from where the agent started, and on from
+where the last read stopped; and what the guard concludes when it knows nothing else."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from guard.model import Severity
+from guard.sources.storpoollog import StorPoolLog
+from tests.harness.snapshots import OK_SOURCES, T0, kinds, run, snap
+
+SP = "ssd-Template;5f0e8c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b"
+OTHER = "hdd;0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+def sp_line(at: float, message: str) -> str:
+    """SP_LOG's own stamp: SimpleDateFormat `yyyy-MM-dd HH:mm:ss,ms`, so the digits after
+    the comma are the minute and second again."""
+    local = time.localtime(at)
+    return time.strftime("%Y-%m-%d %H:%M:%S", local) + f",{local.tm_min}{local.tm_sec} {message}\n"
+
+
+def create(at: float, uuid: str) -> str:
+    return sp_line(at, f"StorPoolStorageAdaptor.createStoragePool: uuid={uuid}, host=10.1.1.1:0, "
+                       "path=/dev/storpool, userInfo=null, type=StorPool")
+
+
+def write(path, *lines: str, mode: str = "w") -> None:
+    with open(path, mode) as out:
+        out.writelines(lines)
+
+
+def test_pools_given_since_the_agent_started_with_the_template_case_kept(tmp_path):
+    log = tmp_path / "storpool-agent.log"
+    write(log,
+          create(T0 - 7200, OTHER),
+          sp_line(T0 - 7100, f"StorPoolStorageAdaptor.getStoragePool: uuid={OTHER}"),
+          create(T0 + 5, SP.replace("5f0e8c1a", "5F0E8C1A")),
+          sp_line(T0 + 6, f"StorPoolStorageAdaptor.getStoragePool: uuid={SP}"),
+          sp_line(T0 + 7, f"StorPoolStorageAdaptor.deleteStoragePool: uuid={SP}"),
+          "a line with no stamp at all\n", "\x00\xff binary\n")
+    events, status = StorPoolLog(str(log)).read(T0)
+    assert status.ok and status.configured and "1 StorPool pool" in status.detail
+    assert [(e.kind, e.pool_uuid, e.pool_type) for e in events] == [("pool-add", SP, "StorPool")]
+    assert abs(events[0].ts - (T0 + 5)) < 1.0
+
+
+def test_the_reader_goes_on_from_where_it_stopped_and_starts_over_for_a_new_agent(tmp_path):
+    log = tmp_path / "storpool-agent.log"
+    filler = [sp_line(T0 - 86400 + n, f"StorPoolStorageAdaptor.getPhysicalDisk: uuid=v{n}, pool={OTHER}")
+              for n in range(40000)]
+    write(log, *filler, create(T0 - 3600, OTHER), create(T0 + 1, SP))
+    reader = StorPoolLog(str(log))
+    assert [e.pool_uuid for e in reader.read(T0)[0]] == [SP]
+    write(log, create(T0 + 60, OTHER), mode="a")
+    assert [e.pool_uuid for e in reader.read(T0)[0]] == [SP, OTHER]
+    assert [e.pool_uuid for e in reader.read(T0)[0]] == [SP, OTHER], "counted twice"
+    assert [e.pool_uuid for e in reader.read(T0 + 30)[0]] == [OTHER], "a new agent holds only its own"
+
+
+def test_a_replaced_or_truncated_file_is_read_from_the_start(tmp_path):
+    log = tmp_path / "storpool-agent.log"
+    write(log, create(T0 + 1, SP))
+    reader = StorPoolLog(str(log))
+    assert len(reader.read(T0)[0]) == 1
+    write(log, create(T0 + 2, OTHER))
+    assert [e.pool_uuid for e in reader.read(T0)[0]] == [OTHER]
+    os.rename(log, tmp_path / "old")
+    write(log, create(T0 + 3, SP))
+    assert [e.pool_uuid for e in reader.read(T0)[0]] == [SP]
+
+
+def test_no_file_is_no_storpool_not_a_failure_and_an_unreadable_one_says_so(tmp_path):
+    events, status = StorPoolLog(str(tmp_path / "none.log")).read(T0)
+    assert events == [] and status.ok and not status.configured
+    events, status = StorPoolLog(str(tmp_path)).read(T0)
+    assert events == [] and not status.ok and str(tmp_path) in status.detail
+
+
+def test_a_runaway_line_is_not_held(tmp_path):
+    log = tmp_path / "storpool-agent.log"
+    with open(log, "wb") as out:
+        out.write(b"x" * (3 * 1024 * 1024) + b"\n")
+        out.write(create(T0 + 1, SP).encode())
+    assert [e.pool_uuid for e in StorPoolLog(str(log)).read(T0)[0]] == [SP]
+
+
+def test_a_storpool_pool_the_guard_never_saw_listed_is_found_from_the_adaptor_log(tmp_path):
+    """History lost, or the guard installed after the deletion: the server lists nothing,
+    the agent log has no INFO line for a StorPool pool, but StorPool's own log shows the
+    agent was given it, so the HA monitor heartbeats it (KVMStoragePoolManager)."""
+    log = tmp_path / "storpool-agent.log"
+    write(log, create(T0 + 5, SP))
+    events, status = StorPoolLog(str(log)).read(T0)
+    findings, _ = run([snap(T0 + 120, [], events=events, sources=OK_SOURCES + (status,))])
+    stale = [f for f in findings if f.pool_uuid == SP]
+    assert kinds(stale) == [("stale-pool", Severity.WARNING)] and stale[0].restart_helps
+    assert any("storpool-agent.log: StorPoolStorageAdaptor.createStoragePool" in e.fact for e in stale[0].evidence)
