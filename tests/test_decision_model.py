@@ -155,6 +155,12 @@ class DecisionMachine(RuleBasedStateMachine):
                 f"restart decided although it would not help: stale={sorted(model.stale())} "
                 f"findings={_verdict(self.world.last_findings)}")
             return
+        heartbeated = {u for u in model.stale() & model.agent.ha if model.pools[u].type == STORPOOL}
+        if heartbeated and not self.world.api_failing:
+            # StorPool's own log names every pool the HA monitor took in this incarnation.
+            assert self.world.status() != Severity.OK, (
+                f"OK while the HA monitor heartbeats stale StorPool {sorted(heartbeated)}: "
+                f"{_verdict(self.world.last_findings)}")
         if knowable:
             status = self.world.status()
             assert status == Severity.CRITICAL or (status == Severity.UNKNOWN and self.world.api_failing), (

@@ -9,6 +9,8 @@ import time
 
 from guard.model import Severity
 from guard.sources.storpoollog import StorPoolLog
+from tests.emulators.agent_model import STORPOOL
+from tests.harness.model_world import World
 from tests.harness.snapshots import OK_SOURCES, T0, kinds, run, snap
 
 SP = "ssd-Template;5f0e8c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -98,3 +100,20 @@ def test_a_storpool_pool_the_guard_never_saw_listed_is_found_from_the_adaptor_lo
     stale = [f for f in findings if f.pool_uuid == SP]
     assert kinds(stale) == [("stale-pool", Severity.WARNING)] and stale[0].restart_helps
     assert any("storpool-agent.log: StorPoolStorageAdaptor.createStoragePool" in e.fact for e in stale[0].evidence)
+
+
+def test_model_a_removed_storpool_pool_is_still_found_after_the_history_is_lost():
+    """The ground-truth model: StorPool's deletion sends the host nothing, so the HA
+    monitor keeps the pool; the guard that lost its history knows it from the adaptor log."""
+    world = World()
+    uuid = "5f0e8c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b"
+    world.apply("create_pool", uuid, STORPOOL, "sp-api")
+    assert world.check() == [] and world.status() == Severity.OK
+    world.apply("maintenance", uuid, True)
+    world.apply("delete_pool", uuid)
+    world.lose_history()
+    assert uuid in world.model.stale() and uuid in world.model.agent.ha
+    world.check()
+    world.check()
+    assert [(f.kind, f.pool_uuid, f.severity) for f in world.last_findings] == [
+        ("stale-pool", uuid, Severity.WARNING)]

@@ -40,9 +40,10 @@ from guard.policy import (
     record_restart,
 )
 from guard.record import record
-from tests.emulators.agent_model import ADAPTOR, LINSTOR, AgentModel
+from tests.emulators.agent_model import ADAPTOR, LINSTOR, STORPOOL, AgentModel
 
 T0 = 1_700_000_000.0
+STORPOOL_LOG = "/var/log/cloudstack/agent/storpool-agent.log"
 PROBE_STATUS = {"up": "healthy", "down": "refused", "hung": "timeout"}
 EXCEPTION = {"down": "javax.ws.rs.ProcessingException: java.net.ConnectException: Connection refused",
              "hung": "javax.ws.rs.ProcessingException: java.net.SocketTimeoutException: Read timed out"}
@@ -96,9 +97,19 @@ class World:
         for uuid in sorted(before - self.model.libvirt):
             self._line("pool-remove", pool_uuid=uuid, pool_type=self.model.pools[uuid].type)
 
+    def logged_storpool(self, before: set[str]) -> None:
+        """StorPoolStorageAdaptor.SP_LOG writes createStoragePool to its own file, and the
+        pool enters the HA monitor with it (guard/sources/storpoollog.py)."""
+        for uuid in sorted(self.model.agent.ha - before):
+            if self.model.pools[uuid].type == STORPOOL:
+                self.now += 0.5
+                self.log.append(LogEvent("pool-add", self.now, STORPOOL_LOG, len(self.log) + 1, pool_uuid=uuid,
+                                         pool_type=STORPOOL, detail="StorPoolStorageAdaptor.createStoragePool"))
+
     def apply(self, event: str, *args: object) -> None:
         """One model event, with the INFO lines the agent writes for it."""
         before = set(self.model.libvirt)
+        before_ha = set(self.model.agent.ha)
         incarnation = self.model.agent.incarnation
         if event == "restart_agent":
             self._line("agent-stop", detail="Stopping the agent: Reason = restart")
@@ -109,7 +120,9 @@ class World:
             self.offset_at_start[self.model.agent.incarnation] = self.clock_offset
             self.seen_held = set()
             self.seen_gone = {}
+            before_ha = set()
         self.logged_adds(before)
+        self.logged_storpool(before_ha)
 
     def vm_stop(self) -> bool:
         """A VM stop on this host; a failure is the agent's WARN `Caught:` trace."""
