@@ -12,6 +12,7 @@ import pytest
 
 from tests.harness.daemon import RunningDaemon
 from tests.harness.libvirtd import define_dir_pool
+from tests.harness.storpool_lines import create
 from tests.test_check_scenarios import LINSTOR_STOP_FAILURE
 
 NFS_UUID = "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
@@ -74,6 +75,18 @@ def test_stop_failure_line_in_the_log_reaches_the_daemon(host, daemon):
     host.append_log(LINSTOR_STOP_FAILURE.format(ts=time.strftime("%Y-%m-%d %H:%M:%S,000")))
     failure = daemon.wait_event("finding", kind="stop-failure", timeout=5)
     assert failure["pool"] == pool and "ConnectException" in failure["evidence"]
+
+
+def test_storpool_adaptor_log_lines_reach_the_daemon_as_they_are_written(host, daemon):
+    """Nothing lists these StorPool pools: StorPool's own log is the only sign that the
+    running agent was given them, and so heartbeats them."""
+    daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
+    first, second = "tpl;5f0e8c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b", "tpl;0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    for uuid in (first, second):
+        with open(host.storpool_log, "a", encoding="utf-8") as out:
+            out.write(create(time.time(), uuid))
+        finding = daemon.wait_event("finding", kind="stale-pool", pool=uuid, timeout=10)
+        assert finding["severity"] == "WARNING" and "storpool-agent.log" in finding["evidence"]
 
 
 def test_log_rotation_under_the_daemon(host, daemon):

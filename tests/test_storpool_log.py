@@ -5,28 +5,16 @@ where the last read stopped; and what the guard concludes when it knows nothing 
 from __future__ import annotations
 
 import os
-import time
 
 from guard.model import Severity
 from guard.sources.storpoollog import StorPoolLog
 from tests.emulators.agent_model import STORPOOL
 from tests.harness.model_world import World
 from tests.harness.snapshots import OK_SOURCES, T0, kinds, run, snap
+from tests.harness.storpool_lines import create, sp_line
 
 SP = "ssd-Template;5f0e8c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b"
 OTHER = "hdd;0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
-
-
-def sp_line(at: float, message: str) -> str:
-    """SP_LOG's own stamp: SimpleDateFormat `yyyy-MM-dd HH:mm:ss,ms`, so the digits after
-    the comma are the minute and second again."""
-    local = time.localtime(at)
-    return time.strftime("%Y-%m-%d %H:%M:%S", local) + f",{local.tm_min}{local.tm_sec} {message}\n"
-
-
-def create(at: float, uuid: str) -> str:
-    return sp_line(at, f"StorPoolStorageAdaptor.createStoragePool: uuid={uuid}, host=10.1.1.1:0, "
-                       "path=/dev/storpool, userInfo=null, type=StorPool")
 
 
 def write(path, *lines: str, mode: str = "w") -> None:

@@ -53,6 +53,7 @@ class GuardHost:
         self.linstor = LinstorEmulator(nodes=[self.hostname])
         self.properties = root / "agent.properties"
         self.log = root / "agent.log"
+        self.storpool_log = root / "storpool-agent.log"
         self.config = root / "guard.toml"
         self.state_dir = root / "state"
         self.agent: Optional[subprocess.Popen] = None
@@ -75,6 +76,7 @@ class GuardHost:
         self.write_config(
             f'state_dir = "{self.state_dir}"\n'
             f'[agent]\nproperties = "{self.properties}"\nlog = "{self.log}"\n'
+            f'storpool_log = "{self.storpool_log}"\n'
             f'[libvirt]\nuri = "{self.libvirt_uri}"\n'
             f'[management]\ncredentials = "{credentials}"\ntimeout = "5s"\npoll_interval = "1s"\n'
             f'[probes]\ntimeout = "{PROBE_TIMEOUT_S:g}s"\n'
