@@ -112,7 +112,8 @@ def main() -> int:
           and result["most_restarts_begun_in_one_slot"] <= 1)
     print(f"simulated time, {args.hosts} hosts, 30 s slots, 20 s restarts (tests/harness/herd_sim.py):")
     for case, sim in (("plain", herd_sim.simulate(args.hosts)), ("window", herd_sim.window_case(args.hosts)),
-                      ("cascade", herd_sim.cascade_case(args.hosts))):
+                      ("cascade", herd_sim.cascade_case(args.hosts)),
+                      ("model", herd_sim.simulate_model(args.hosts)[0])):
         ok = ok and sim.most_disconnected <= 1 and sim.most_in_a_slot <= 1 and len(sim.restarts) == args.hosts
         print(f"  {case:<8} most Disconnected at once {sim.most_disconnected}, most restarts begun in one "
               f"slot {sim.most_in_a_slot}, all remediated after {sim.last_restart_s:.0f} s")
