@@ -24,6 +24,7 @@ import time
 from typing import Any, Callable, Optional
 
 from guard import logsetup, notify
+from guard.backoff import Backoff, Repeats
 from guard.collect import probe_targets
 from guard.config import Config, ConfigError, load_config, parse_listen
 from guard.evaluate import evaluate, overall
@@ -53,7 +54,7 @@ from guard.sources import history as history_store
 from guard.sources.agent import find_agent, inspect_agent, status_of, unit_state
 from guard.sources.agentconf import AgentProperties, read_agent_properties
 from guard.sources.agentlog import IncrementalParser, iter_events, log_set
-from guard.sources.libvirt import read_libvirt_pools
+from guard.sources.libvirt import quiet_libvirt, read_libvirt_pools
 from guard.sources.management import read_management
 from guard.sources.storpoollog import SOURCE_NAME as STORPOOL_LOG
 from guard.sources.storpoollog import StorPoolLog
@@ -71,7 +72,17 @@ AGENT_DETAIL_S = 30.0
 decision reads them fresh anyway, so this only refreshes agent-disconnected."""
 RETRY_REFUSED_S = 2.0
 MAX_EVENTS = 20000
-LIBVIRT_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
+TASK_RETRY_FIRST_S = 1.0
+TASK_RETRY_CAP_S = 60.0
+MANAGEMENT_BACKOFF_CAP_S = 300.0
+"""A failing management server is asked again sooner than a poll first, then less and
+less often, never less than every five minutes."""
+PROBE_BACKOFF_ROUNDS = 4
+LIBVIRT_RETRY_FIRST_S = 0.5
+LIBVIRT_RETRY_CAP_S = 30.0
+LIBVIRT_STABLE_S = 30.0
+"""A connection that lived this long was a working one: the next failure starts the
+back-off over. One that drops sooner (a driver that closes at once) keeps backing off."""
 STOP_GRACE_S = 4.0
 DEFAULT_HEALTH_TICK_S = 10.0
 INITIAL_SOURCES = {"agent-properties", "agent-process", "agent-log", "libvirt", "management"}
@@ -123,12 +134,27 @@ class Daemon:
         self.counters = Counters()
         self.metrics_server = MetricsServer()
         self.textfile_problem = ""
+        self.repeats = Repeats()
 
     # ----------------------------------------------------------------- plumbing
 
     def emit(self, event: str, **fields: Any) -> None:
         level = fields.pop("level", "info")
         getattr(self.log, level)(event, **fields)
+
+    def warn_once(self, key: str, event: str, text: str, **fields: Any) -> None:
+        """Said once; said again when `text` changes, or every few minutes with the count
+        of the repeats that went unsaid (guard/backoff.py)."""
+        unsaid = self.repeats.say(key, f"{event}: {text}")
+        if unsaid is None:
+            return
+        fields.setdefault("level", "warning")
+        self.emit(event, error=text, **({"repeated": unsaid} if unsaid else {}), **fields)
+
+    def _after_failures(self, key: str) -> dict[str, int]:
+        """The condition behind `key` ended: how many of its warnings went unsaid."""
+        unsaid = self.repeats.clear(key)
+        return {"unsaid_warnings": unsaid} if unsaid else {}
 
     def mark(self, name: str, status: SourceStatus) -> None:
         self.statuses[name] = status
@@ -139,6 +165,7 @@ class Daemon:
 
     def _spawn(self, name: str, factory: Callable[[], Any]) -> None:
         async def guarded() -> None:
+            backoff = Backoff(TASK_RETRY_FIRST_S, TASK_RETRY_CAP_S)
             while not self.stopping.is_set():
                 try:
                     await factory()
@@ -146,9 +173,9 @@ class Daemon:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a broken source must not stop the daemon
-                    self.emit("task-failed", task=name, error=f"{type(exc).__name__}: {exc}",
-                              level="error")
-                    await asyncio.sleep(1.0)
+                    self.warn_once(f"task-{name}", "task-failed", f"{type(exc).__name__}: {exc}",
+                                   task=name, level="error")
+                    await asyncio.sleep(backoff.next())
 
         self.tasks.append(asyncio.ensure_future(guarded()))
 
@@ -252,27 +279,34 @@ class Daemon:
 
     async def watch_libvirt(self) -> None:
         """Events first, then a full listing after every (re)connect, so nothing that
-        happened while disconnected is missed; reconnects back off up to 30 s."""
+        happened while disconnected is missed. A connect that fails, or a connection that
+        drops before it was stable, is retried with back-off, and said once."""
         import libvirt
 
-        attempt = 0
+        quiet_libvirt()
+        backoff = Backoff(LIBVIRT_RETRY_FIRST_S, LIBVIRT_RETRY_CAP_S)
         while not self.stopping.is_set():
+            uri = self.config.libvirt.uri
             try:
-                conn = await self.in_thread(libvirt.openReadOnly, self.config.libvirt.uri)
+                conn = await self.in_thread(libvirt.openReadOnly, uri)
             except libvirt.libvirtError as exc:
-                self.mark("libvirt", SourceStatus("libvirt", False, f"{self.config.libvirt.uri}: "
-                                                  f"{str(exc).splitlines()[0]}"))
-                await self._sleep(LIBVIRT_BACKOFF_S[min(attempt, len(LIBVIRT_BACKOFF_S) - 1)])
-                attempt += 1
+                problem = f"{uri}: {str(exc).splitlines()[0]}"
+                self.mark("libvirt", SourceStatus("libvirt", False, problem))
+                self.warn_once("libvirt", "libvirt-unreachable", problem, uri=uri)
+                await self._sleep(backoff.next())
                 continue
-            attempt = 0
-            await self._libvirt_session(libvirt, conn)
-            if not self.stopping.is_set():
-                self.mark("libvirt", SourceStatus("libvirt", False,
-                                                  f"{self.config.libvirt.uri}: connection closed"))
-                self.emit("libvirt-disconnected", uri=self.config.libvirt.uri, level="warning")
+            began = time.monotonic()
+            await self._libvirt_session(libvirt, conn, uri)
+            if self.stopping.is_set():
+                return
+            if time.monotonic() - began >= LIBVIRT_STABLE_S:
+                backoff.reset()
+            problem = f"{uri}: connection closed"
+            self.mark("libvirt", SourceStatus("libvirt", False, problem))
+            self.warn_once("libvirt", "libvirt-disconnected", problem, uri=uri)
+            await self._sleep(backoff.next())
 
-    async def _libvirt_session(self, libvirt: Any, conn: Any) -> None:
+    async def _libvirt_session(self, libvirt: Any, conn: Any, uri: str) -> None:
         loop = asyncio.get_running_loop()
         closed = asyncio.Event()
 
@@ -284,18 +318,24 @@ class Daemon:
 
         callback = None
         try:
-            conn.setKeepAlive(5, 3)
+            try:
+                conn.setKeepAlive(5, 3)
+            except libvirt.libvirtError as exc:
+                # The test driver and local drivers refuse it: no keepalive, the close
+                # callback still tells a dropped connection.
+                self.warn_once("libvirt-keepalive", "libvirt-no-keepalive", str(exc).splitlines()[0],
+                               uri=uri, level="info")
             conn.registerCloseCallback(on_close, None)
             callback = conn.storagePoolEventRegisterAny(
                 None, libvirt.VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE, on_pool, None)
-            self.emit("libvirt-connected", uri=self.config.libvirt.uri)
+            self.emit("libvirt-connected", uri=uri, **self._after_failures("libvirt"))
             await self.refresh_pools()
             waits = {asyncio.ensure_future(self.stopping.wait()), asyncio.ensure_future(closed.wait())}
             _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
         except libvirt.libvirtError as exc:
-            self.emit("libvirt-error", error=str(exc).splitlines()[0], level="warning")
+            self.warn_once("libvirt", "libvirt-error", str(exc).splitlines()[0], uri=uri)
         finally:
             if callback is not None:
                 with contextlib.suppress(libvirt.libvirtError):
@@ -319,6 +359,8 @@ class Daemon:
         if self.config.management is None:
             self.mark("management", SourceStatus("management", True, "not configured", configured=False))
             return
+        poll = self.config.management.poll_interval
+        backoff = Backoff(poll, max(poll, MANAGEMENT_BACKOFF_CAP_S))
         while not self.stopping.is_set():
             if self.props is None:
                 self.props, props_status = await self.in_thread(
@@ -329,9 +371,10 @@ class Daemon:
             if status.ok:
                 self.management = (host, tuple(pools), elsewhere)
                 self.listed_at = time.time()
+                backoff.reset()
             self.mark("management", status)
             self.probe_now.set()
-            interval = _jittered(self.config.management.poll_interval)
+            interval = _jittered(self.config.management.poll_interval) if status.ok else backoff.next()
             soonest = min(CONFIRM_AFTER_S, interval)
             await self._sleep(soonest)
             self.confirm_now.clear()
@@ -339,6 +382,11 @@ class Daemon:
                 await asyncio.wait_for(self.confirm_now.wait(), interval - soonest)
 
     async def run_probes(self) -> None:
+        """Every interval, and after every listing; a round in which a controller did not
+        answer backs off, up to PROBE_BACKOFF_ROUNDS intervals (the finding keeps what the
+        last round saw), and starts over once all answer."""
+        interval = self.config.probes.interval
+        backoff = Backoff(interval, interval * PROBE_BACKOFF_ROUNDS)
         while not self.stopping.is_set():
             snap = self.snapshot()
             targets = probe_targets(record(self.history, snap), snap)
@@ -351,9 +399,29 @@ class Daemon:
             if "management" in self.statuses and not self.probes_ready:
                 self.probes_ready = True
                 self.dirty.set()
+            failing = not all(p.reachable for p in probes.values())
+            if failing:
+                wait = backoff.next()
+            else:
+                backoff.reset()
+                wait = _jittered(interval)
+            await self._until_probe_due(wait, {url for _, url in targets}, failing)
+
+    async def _until_probe_due(self, wait: float, probed: set[str], failing: bool) -> None:
+        """A new listing brings the next round forward, unless the last one failed and
+        the listing names no new target: then the back-off holds."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + wait
+        while not self.stopping.is_set() and loop.time() < due:
             self.probe_now.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.probe_now.wait(), _jittered(self.config.probes.interval))
+                await asyncio.wait_for(self.probe_now.wait(), due - loop.time())
+            if not self.probe_now.is_set() or not failing:
+                return
+            snap = self.snapshot()
+            wanted = {url for _, url in probe_targets(record(self.history, snap), snap)}
+            if wanted - probed or ("management" in self.statuses and not self.probes_ready):
+                return
 
     # ---------------------------------------------------------------- judgement
 

@@ -23,6 +23,7 @@ from guard.policy import ClusterView, Decision, InFlight, open_breaker, record_r
 from guard.sources.agent import find_agent
 from guard.sources.agentconf import read_agent_properties
 from guard.sources.bounded import run_bounded
+from guard.sources.libvirt import quiet_libvirt
 from guard.sources.management import ManagementError, read_cluster_hosts, read_management
 
 SYSTEMCTL_TIMEOUT_S = 30.0
@@ -33,6 +34,7 @@ MANAGEMENT_VERIFY_POLL_S = 5.0
 def _domain_jobs(uri: str) -> tuple[str, ...]:
     import libvirt
 
+    quiet_libvirt()
     conn = libvirt.openReadOnly(uri)
     try:
         jobs = []

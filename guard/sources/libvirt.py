@@ -25,6 +25,14 @@ def _quiet(_ctx: Any, _err: Any) -> None:
     """libvirt prints every error to stderr unless a handler is set; ours go in findings."""
 
 
+def quiet_libvirt() -> None:
+    """For the whole process: libvirt's own `libvirt: ... error : ...` lines on stderr
+    carry no guard context and repeat with every retry."""
+    import libvirt
+
+    libvirt.registerErrorHandler(_quiet, None)
+
+
 def cloudstack_type(xml_type: str, source_format: str) -> str:
     """libvirt's pool type in CloudStack's vocabulary (netfs splits by its format)."""
     if xml_type == "netfs":
@@ -62,7 +70,7 @@ def parse_pool_xml(xml: str, state: str) -> Optional[Pool]:
 def _list_pools(uri: str) -> list[Pool]:
     import libvirt
 
-    libvirt.registerErrorHandler(_quiet, None)
+    quiet_libvirt()
     conn = libvirt.openReadOnly(uri)
     try:
         pools = []

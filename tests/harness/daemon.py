@@ -26,6 +26,8 @@ class RunningDaemon:
         self.sock.settimeout(0.1)
         self.notifications: list[tuple[float, str]] = []
         self.logs: list[dict[str, Any]] = []
+        self.log_bytes = 0
+        """Everything written to stderr, as the journal would store it."""
         self.started = time.monotonic()
         env = dict(os.environ, NOTIFY_SOCKET=str(self.notify_path), WATCHDOG_USEC=str(watchdog_usec),
                    WATCHDOG_PID="")
@@ -54,6 +56,7 @@ class RunningDaemon:
 
     def _read_logs(self) -> None:
         for raw in self.proc.stderr:
+            self.log_bytes += len(raw)
             line = raw.decode("utf-8", "replace").strip()
             try:
                 entry = json.loads(line)
