@@ -14,11 +14,12 @@ venv: $(VENV)/.ok
 $(VENV)/.ok: pyproject.toml
 	/usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
-	$(PY) -m pip install -q pytest hypothesis python-linstor jsonschema pyyaml ruff prometheus-client
+	$(PY) -m pip install -q pytest hypothesis python-linstor jsonschema pyyaml ruff prometheus-client mypy
 	touch $@
 
 lint: venv
 	$(VENV)/bin/ruff check guard tests benchmarks packaging
+	$(VENV)/bin/mypy
 
 test: deps venv lint
 	$(PY) -m pytest -q

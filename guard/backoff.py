@@ -28,7 +28,7 @@ class Backoff:
         self._rng = rng
 
     def next(self) -> float:
-        step = min(self.cap, self.first * 2 ** min(self.failures, 62))
+        step = min(self.cap, self.first * 2.0 ** min(self.failures, 62))
         self.failures += 1
         return step * (0.5 + self._rng() / 2)
 

@@ -223,7 +223,7 @@ def _print_decision(decision: Decision, unit: str) -> None:
         print(f"  [{mark}] {reading.gate:<9} {reading.reading}")
     if decision.act:
         print(f"decision: restart {unit}")
-    else:
+    elif decision.refused_by is not None:
         print(f"decision: no restart (refused by {decision.refused_by.gate})")
 
 

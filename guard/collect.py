@@ -35,9 +35,10 @@ def probe_targets(history: History, snap: Snapshot) -> list[tuple[str, str]]:
             wanted[pool.uuid] = pool.url
     if snap.agent is not None:
         current = history.incarnation(snap.agent.incarnation.key)
-        for held in current.held if current else ():
-            if held.uuid not in current.dropped:
-                wanted.setdefault(held.uuid, "")
+        if current is not None:
+            for held in current.held:
+                if held.uuid not in current.dropped:
+                    wanted.setdefault(held.uuid, "")
     targets = []
     for uuid, url in sorted(wanted.items()):
         known = history.pool(uuid)

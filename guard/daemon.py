@@ -667,8 +667,12 @@ class Daemon:
         await self._listen_for_metrics()
 
         ready = loop.create_future()
-        evaluator = asyncio.ensure_future(
-            self.evaluate_loop(lambda: ready.done() or ready.set_result(None)))
+
+        def first_full() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        evaluator = asyncio.ensure_future(self.evaluate_loop(first_full))
         self._start_sources()
         props, props_status = await self.in_thread(read_agent_properties, self.config.agent.properties)
         self.props = props

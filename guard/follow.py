@@ -53,10 +53,16 @@ class Follower:
         self._head = os.pread(handle.fileno(), HEAD_BYTES, 0)
         return True
 
+    def _file(self) -> BinaryIO:
+        """The open file; every caller runs after _open() succeeded."""
+        if self._handle is None:
+            raise OSError(f"{self.path}: not open")
+        return self._handle
+
     def _truncated(self) -> bool:
         """The size alone misses a truncation followed by new writes past our offset;
         the file's first bytes changing does not."""
-        current = os.pread(self._handle.fileno(), HEAD_BYTES, 0)
+        current = os.pread(self._file().fileno(), HEAD_BYTES, 0)
         if not current.startswith(self._head):
             return True
         self._head = current
@@ -67,7 +73,7 @@ class Follower:
         chunks: list[bytes] = []
         total = 0
         while to_end or total < MAX_PER_POLL:
-            chunk = self._handle.read(READ_CHUNK)
+            chunk = self._file().read(READ_CHUNK)
             if not chunk:
                 break
             chunks.append(chunk)
@@ -116,14 +122,14 @@ class Follower:
             return self._lines(self._read()), False
         if (info.st_dev, info.st_ino) != self._identity:
             lines = self._lines(self._read(to_end=True), final=True)
-            self._handle.close()
+            self._file().close()
             self._handle = None
             self.rotations += 1
             self._open()
             return lines, True
         if self._truncated():
-            lines = self._lines(self._from_copy(self._handle.tell()), final=True)
-            self._handle.seek(0)
+            lines = self._lines(self._from_copy(self._file().tell()), final=True)
+            self._file().seek(0)
             self._head = b""
             self.rotations += 1
             return lines, True

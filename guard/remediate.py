@@ -139,7 +139,7 @@ async def carry_out(
         history = record_restart(history, replace(record, outcome="failed", detail=detail))
         return open_breaker(history, now, detail), Verification(False, detail)
     result = await verify(config, old, config.remediation.verify_deadline)
-    if result.ok:
+    if result.ok and result.incarnation is not None:
         outcome = replace(record, outcome="verified", detail=result.detail, new_pid=result.incarnation.pid)
         return record_restart(history, outcome), result
     history = record_restart(history, replace(record, outcome="failed", detail=result.detail))

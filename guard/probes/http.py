@@ -84,9 +84,19 @@ def _resolve_in_daemon_thread(host: str, port: int) -> asyncio.Future:
             result = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except Exception as exc:  # not only OSError: idna's UnicodeError for "a..b"
             error = exc
-            deliver(lambda: future.done() or future.set_exception(error))
+
+            def fail() -> None:
+                if not future.done():
+                    future.set_exception(error)
+
+            deliver(fail)
             return
-        deliver(lambda: future.done() or future.set_result(result))
+
+        def answer() -> None:
+            if not future.done():
+                future.set_result(result)
+
+        deliver(answer)
 
     threading.Thread(target=work, name=f"resolve-{host}", daemon=True).start()
     return future

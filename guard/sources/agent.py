@@ -8,6 +8,7 @@ whole tree's sockets and children count.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -43,7 +44,7 @@ def _addresses(hosts: tuple[str, ...]) -> set[str]:
         except ValueError:
             pass
         try:
-            infos = run_bounded(lambda h=host: socket.getaddrinfo(h, None), RESOLVE_TIMEOUT_S)
+            infos = run_bounded(functools.partial(socket.getaddrinfo, host, None), RESOLVE_TIMEOUT_S)
         except (OSError, TimeoutError):
             continue
         found.update(str(ipaddress.ip_address(info[4][0])) for info in infos)

@@ -439,7 +439,7 @@ class _Scanner:
         return self.continuation(n, text)
 
     def continuation(self, n: int, text: str) -> list[LogEvent]:
-        if self.mode == _COLLECT:
+        if self.mode == _COLLECT and self.pending is not None:
             self.pending.feed(text)
         elif self.mode == _NONE:
             stripped = text.lstrip()
@@ -732,21 +732,22 @@ def log_set(path: str) -> list[str]:
         names = os.listdir(directory or ".")
     except OSError:
         names = []
-    numbered, dated = [], []
+    numbered: list[tuple[tuple[int, ...], str]] = []
+    dated: list[tuple[tuple[int, ...], str]] = []
     for name in names:
         if not name.startswith(base) or name == base:
             continue
         suffix = name[len(base):]
         m = _ROTATED_NUMBER.fullmatch(suffix)
         if m:
-            numbered.append(((-int(m.group(1)), name), os.path.join(directory, name)))
+            numbered.append(((-int(m.group(1)),), os.path.join(directory, name)))
             continue
         m = _ROTATED_DATE.fullmatch(suffix)
         if m:
             key = tuple(int(g or 0) for g in m.groups())
-            dated.append(((key, name), os.path.join(directory, name)))
+            dated.append((key, os.path.join(directory, name)))
     if numbered and dated:
-        def age(item: tuple) -> tuple[float, str]:
+        def age(item: tuple[tuple[int, ...], str]) -> tuple[float, str]:
             try:
                 return (os.stat(item[1]).st_mtime, item[1])
             except OSError:
@@ -793,7 +794,7 @@ def read_agent_log(path: str, since: Optional[float] = None
         rotated = len([f for f in report.files if f != path])
         parts.append(f"read {len(report.files)} file(s) ({rotated} rotated): "
                      f"{report.lines} lines, {len(events)} events")
-    if skipped:
+    if skipped and since is not None:
         parts.append(f"skipped {skipped} rotated file(s) last written before {_when(since)}")
     if report.problems:
         parts.append("problems: " + "; ".join(report.problems))
