@@ -23,7 +23,7 @@ the daemon's log line: the same clock, and the stderr pipe's latency is included
    cycle, so each write waits a random 0-100 ms first (seeded): writes arrive at any
    phase, as the agent's do. Two variants, `--events` each:
    - trace alone: nothing follows it, so the parser learns that the trace ended only
-     when the file goes quiet (guard.daemon.LOG_QUIET_FLUSH_S);
+     when the file goes quiet (guard.daemon.host_watch.LOG_QUIET_FLUSH_S);
    - trace + next line: the agent's next log line follows in the same write, which
      ends the trace at once.
 3. The idle daemon over `--idle` seconds on a host with `--pools` CloudStack pools

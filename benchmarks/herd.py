@@ -24,9 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from guard.config import Config, Credentials, ManagementConfig, RemediationConfig  # noqa: E402
+from guard.gates import cluster_reading  # noqa: E402
 from guard.history import History, PoolRecord  # noqa: E402
 from guard.policy import InFlight, decide  # noqa: E402
-from guard.remediate import cluster_reading  # noqa: E402
 from tests.emulators.management import ManagementEmulator  # noqa: E402
 from tests.harness import herd_sim  # noqa: E402
 

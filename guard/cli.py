@@ -10,21 +10,30 @@ import re
 import sys
 import time
 import traceback
-from dataclasses import replace
 from typing import Optional
 
 from guard import __version__
 from guard.analyze import Analysis
-from guard.collect import collect
+from guard.checking import check_once
 from guard.config import Config, ConfigError, load_config
-from guard.evaluate import evaluate, overall
+from guard.evaluate import overall
+from guard.gates import read_gates
 from guard.history import History
 from guard.logsetup import FORMATS
-from guard.model import Evidence, Finding, ProbeResult, Severity, Snapshot, SourceStatus
+from guard.model import ProbeResult, Severity
 from guard.policy import Decision, close_breaker, decide, unconfirmed
 from guard.probes import linstor
-from guard.remediate import carry_out, cluster_reading, gather_in_flight
-from guard.report import SERVICE, finding_json, finding_line, json_doc, perfdata, summary, text
+from guard.remediate import carry_out
+from guard.report import (
+    SERVICE,
+    analyze_json,
+    analyze_text,
+    finding_line,
+    json_doc,
+    probe_json,
+    probe_text,
+    text,
+)
 from guard.sources import history as history_store
 from guard.sources.agentlog import iter_events, log_set, parse_lines
 from guard.sources.libvirt import UUID_RE
@@ -77,36 +86,13 @@ def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
 
-def _check_once(config: Config) -> tuple[list[Finding], Snapshot, History]:
-    """Evidence is gathered without the history lock (it can take seconds); the result
-    is merged with whatever the daemon saved meanwhile."""
-    try:
-        with history_store.locked(config.state_dir):
-            base, status = history_store.load(config.state_dir)
-        keep = True
-    except (OSError, TimeoutError) as exc:
-        base, keep = History(), False
-        reason = getattr(exc, "strerror", None) or exc
-        status = SourceStatus("history", False, f"{config.state_dir}: {reason}; "
-                              "without history, removals cannot be seen")
-    snap, history = collect(config, base)
-    if keep:
-        try:
-            history = history_store.save_merged(config.state_dir, history, base)
-        except (OSError, TimeoutError) as exc:
-            status = SourceStatus("history", False,
-                                  f"cannot save history: {getattr(exc, 'strerror', None) or exc}")
-    snap = replace(snap, sources=snap.sources + (status,))
-    return evaluate(snap, history), snap, history
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         config = _load(args)
     except ConfigError as exc:
         return _unknown(f"config: {exc}", args.json)
-    findings, snap, history = _check_once(config)
+    findings, snap, history = check_once(config)
     elapsed = time.monotonic() - started
     if args.json:
         _emit(json_doc(findings, snap, history, elapsed))
@@ -146,31 +132,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     findings = analysis.findings()
     elapsed = time.monotonic() - started
     status = overall(findings)
-    head = f"{SERVICE} {status.name} - {summary(findings, None)} | {perfdata(findings, None, elapsed)}"
     if args.json:
-        doc = {
-            "status": status.name, "exit_code": int(status), "summary": summary(findings, None),
-            "findings": [finding_json(f) for f in findings],
-            "sources": {"agent-log": {"ok": True, "configured": True,
-                                      "detail": f"{analysis.events} events from {', '.join(sources)}"}},
-            "pools": [{"uuid": e.pool_uuid, "type": e.pool_type, "url": e.url}
-                      for e in analysis.pools_added.values()],
-            "agent": {"version": analysis.version, "incarnations_seen": analysis.incarnations},
-            "timeline": analysis.timeline_json(),
-            "timeline_dropped": analysis.dropped_entries,
-        }
-        _emit(doc)
-        return int(status)
-    print(head)
-    for finding in findings:
-        print(finding_line(finding))
-    print(f"timeline ({analysis.events} events, {analysis.incarnations} agent start(s)):")
-    if analysis.dropped_entries:
-        print(f"  ... {analysis.dropped_entries} earlier entries left out")
-    for entry in analysis.timeline_json():
-        repeat = f" (x{entry['repeats']}, until {entry['last_time']})" if entry["repeats"] > 1 else ""
-        print(f"  {entry['time'] or '(no time)'}  {entry['kind']:<20} {entry['text']}{repeat}"
-              f"  [{entry['file']}:{entry['line']}]")
+        _emit(analyze_json(analysis, findings, sources))
+    else:
+        print(analyze_text(analysis, findings, elapsed))
     return int(status)
 
 
@@ -196,18 +161,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         return _unknown(f"{args.target}: no controller URL known for this pool; pass a URL", args.json)
     result: ProbeResult = asyncio.run(linstor.probe(url, config.linstor, config.probes.timeout))
     severity = Severity.OK if result.reachable else Severity.CRITICAL
-    finding = Finding("probe", severity, (Evidence(f"probe {result.backend}", result.detail),),
-                      "none" if result.reachable else "check the controller and the network path")
-    perf = f"time={result.latency_s:.3f}s;;;0"
-    if args.json:
-        print(json.dumps({"status": severity.name, "exit_code": int(severity),
-                          "probe": {"target": result.target, "status": result.status,
-                                    "detail": result.detail, "latency_s": round(result.latency_s, 4),
-                                    "http_status": result.http_status, "version": result.version,
-                                    "node_status": result.node_status},
-                          "findings": [] if result.reachable else [finding_json(finding)]}, indent=2))
-    else:
-        print(f"{SERVICE} {severity.name} - {result.target}: {result.status}, {result.detail} | {perf}")
+    print(json.dumps(probe_json(result), indent=2) if args.json else probe_text(result))
     return int(severity)
 
 
@@ -233,22 +187,20 @@ def cmd_restart_agent(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"restart-agent: config: {exc}")
         return 2
-    findings, snap, base = _check_once(config)
+    findings, snap, base = check_once(config)
     if any(f.restart_helps and unconfirmed(f, base) for f in findings):
         # A removal seen in one listing is confirmed by a second look before acting.
-        findings, snap, base = _check_once(config)
+        findings, snap, base = check_once(config)
     for finding in findings:
         print(finding_line(finding))
-    in_flight = gather_in_flight(snap.agent, config.libvirt.uri, config.probes.timeout)
-    cluster, problem = None, ""
-    if config.management is not None:
-        host = snap.management_host
-        cluster, problem = (cluster_reading(config, host.id, host.cluster_id) if host
-                            else (None, "this host is not known to the management server"))
+    gates = read_gates(config, snap.agent, snap.management_host)
+    if gates.agent_gone:
+        print("restart-agent: the agent judged has exited meanwhile; run again to judge the one running now")
+        return 1
     # Run by hand, the operator is the coordination the stagger stands in for: no waiting
     # for this host's slot, but a peer host that is down still refuses.
-    decision = decide(findings, config.mode, config.remediation, base, time.time(), in_flight, cluster,
-                      force=args.force, cluster_problem=problem, wait_turn=False)
+    decision = decide(findings, config.mode, config.remediation, base, time.time(), gates.in_flight,
+                      gates.cluster, force=args.force, cluster_problem=gates.cluster_problem, wait_turn=False)
     print(f"gates for restarting {config.agent.unit}:")
     _print_decision(decision, config.agent.unit)
     if not decision.act:
@@ -266,7 +218,7 @@ def cmd_restart_agent(args: argparse.Namespace) -> int:
             print(f"restart-agent: cannot record the restart in {config.state_dir}: {exc.strerror}; "
                   "the rate limits will not count it")
 
-    mine, result = asyncio.run(carry_out(config, decision, snap.agent, mine,
+    mine, result = asyncio.run(carry_out(config, decision, gates.agent, mine,
                                          lambda event, **f: print(f"{event}: {f}"), time.time(), persist))
     history_store.save_merged(config.state_dir, mine, saved[-1])
     print(f"restart {'verified' if result.ok else 'FAILED'}: {result.detail} ({result.seconds:.1f}s)")

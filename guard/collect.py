@@ -16,6 +16,7 @@ from guard.history import History
 from guard.model import CLOCK_SLACK_S, Snapshot, SourceStatus
 from guard.probes import linstor
 from guard.record import detached, record
+from guard.snapshot import Readings, build_snapshot
 from guard.sources.agent import find_agent, unit_state
 from guard.sources.agentconf import read_agent_properties
 from guard.sources.agentlog import read_agent_log
@@ -56,10 +57,12 @@ def _management_deadline(config: Config) -> float:
     return (config.management.timeout if config.management else 0.0) + 1.0
 
 
-def collect(config: Config, history: History) -> tuple[Snapshot, History]:
-    """The snapshot, and `history` with it recorded (the probes need the recorded holds
-    to know which controllers to ask). The slow sources (libvirt, the management server)
-    run concurrently with the local ones, each under its own deadline."""
+def collect(config: Config, history: History) -> Snapshot:
+    """The snapshot, probes included. Which controllers to ask depends on what the
+    history says the agent holds, so the probes are chosen from a provisional folding of
+    the snapshot; the caller folds the finished one (guard/judge.py). The slow sources
+    (libvirt, the management server) run concurrently with the local ones, each under
+    its own deadline."""
     now = time.time()
     props, props_status = read_agent_properties(config.agent.properties)
     hostname = socket.gethostname()
@@ -78,21 +81,18 @@ def collect(config: Config, history: History) -> tuple[Snapshot, History]:
         host, managed, elsewhere = None, [], ()
         mgmt_status = SourceStatus("management", False, f"no complete answer within "
                                    f"{_management_deadline(config):g}s")
-    versions = [e.detail for e in events if e.kind == "agent-version" and e.ts and e.ts >= since]
-    snap = Snapshot(
-        now=now,
-        hostname=config.linstor.node or hostname,
+    readings = Readings(
         agent=agent,
-        agent_version=versions[-1] if versions else "",
         agent_unit_state=unit,
         libvirt_pools=tuple(pools),
         management_host=host,
         management_pools=tuple(managed),
         management_elsewhere=elsewhere,
-        log_events=tuple(events) + tuple(storpool_events),
+        agent_log=tuple(events),
+        storpool_log=tuple(storpool_events),
         sources=(props_status, agent_status, libvirt_status, log_status, storpool_status, mgmt_status),
     )
-    recorded = record(history, snap)
-    targets = probe_targets(recorded, snap)
+    snap = build_snapshot(config, hostname, readings, now)
+    targets = probe_targets(record(history, snap), snap)
     results = linstor.probe_many([url for _, url in targets], config.linstor, config.probes.timeout)
-    return replace(snap, probes=tuple((uuid, results[url]) for uuid, url in targets)), recorded
+    return replace(snap, probes=tuple((uuid, results[url]) for uuid, url in targets))

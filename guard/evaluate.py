@@ -115,7 +115,7 @@ def _backend_findings(snap: Snapshot, live: dict[str, PoolRecord]) -> list[Findi
         evidence = probe_evidence(snap, uuid, record.url)
         if probe.reachable:
             severity = Severity.WARNING
-            action = (f"the controller answers but sees node {snap.hostname} as "
+            action = (f"the controller answers but sees node {snap.linstor_node} as "
                       f"{probe.node_status}: check the LINSTOR satellite on this host")
         elif not probe.down:
             severity = Severity.WARNING

@@ -173,7 +173,8 @@ class Snapshot:
     """Everything gathered in one pass; the evaluator sees nothing else."""
 
     now: float
-    hostname: str
+    linstor_node: str
+    """This host's name as LINSTOR knows it (`[linstor] node`, else the host name)."""
     agent: Optional[AgentProcess]
     agent_version: str = ""
     libvirt_pools: tuple[Pool, ...] = ()

@@ -33,6 +33,13 @@ class GateReading:
     gate: str
     passed: bool
     reading: str
+    kind: str = ""
+    """What the reading says without its countdown, for readings that carry one: the
+    same refusal re-read seconds later is the same refusal."""
+
+    @property
+    def key(self) -> str:
+        return self.kind or self.reading
 
 
 @dataclass(frozen=True)
@@ -179,7 +186,7 @@ def _gate_rate(history: History, config: RemediationConfig, now: float, force: b
         last = max(r.at for r in history.restarts)
         if now - last < config.cooldown:
             return GateReading("rate", False, f"cooldown: last restart {now - last:.0f}s ago, "
-                               f"cooldown {config.cooldown:g}s")
+                               f"cooldown {config.cooldown:g}s", kind="cooldown")
         pending = [r for r in history.restarts if r.outcome in ("requested", "verified")]
         if pending and now - pending[-1].at < config.settle:
             return GateReading("rate", False, "waiting to see whether the last restart helped "
@@ -211,7 +218,7 @@ def _gate_cluster(
                            f"waiting for this host's next turn ({place})"), following
     if not mine and wait_turn and not force:
         return GateReading("cluster", False, f"staggered: this host's turn ({place}) starts in "
-                           f"{following - now:.1f}s"), following
+                           f"{following - now:.1f}s", kind="staggered"), following
     turn_text = f"this host's turn ({place})" if mine else "no turn waited for"
     return GateReading("cluster", True, f"all {hosts} host(s) of the cluster Up; {turn_text}"), None
 

@@ -19,54 +19,14 @@ from typing import Any, Callable, Optional
 from guard.config import Config
 from guard.history import History, RestartRecord
 from guard.model import AgentProcess, Incarnation
-from guard.policy import ClusterView, Decision, InFlight, open_breaker, record_restart
+from guard.policy import Decision, open_breaker, record_restart
 from guard.sources.agent import find_agent
 from guard.sources.agentconf import read_agent_properties
-from guard.sources.bounded import run_bounded
-from guard.sources.libvirt import quiet_libvirt
-from guard.sources.management import ManagementError, read_cluster_hosts, read_management
+from guard.sources.management import read_management
 
 SYSTEMCTL_TIMEOUT_S = 30.0
 VERIFY_POLL_S = 0.5
 MANAGEMENT_VERIFY_POLL_S = 5.0
-
-
-def _domain_jobs(uri: str) -> tuple[str, ...]:
-    import libvirt
-
-    quiet_libvirt()
-    conn = libvirt.openReadOnly(uri)
-    try:
-        jobs = []
-        for domain in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-            try:
-                job_type = domain.jobInfo()[0]
-            except libvirt.libvirtError:
-                continue
-            if job_type != libvirt.VIR_DOMAIN_JOB_NONE:
-                jobs.append(domain.name())
-        return tuple(jobs)
-    finally:
-        conn.close()
-
-
-def gather_in_flight(agent: Optional[AgentProcess], libvirt_uri: str, timeout: float) -> InFlight:
-    """What a restart would abort. Not knowing counts as busy: the gate refuses."""
-    children = agent.children if agent else ()
-    try:
-        jobs = run_bounded(lambda: _domain_jobs(libvirt_uri), timeout)
-    except Exception as exc:  # noqa: BLE001 - libvirtError, ImportError, TimeoutError alike
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return InFlight(children, (), f"libvirt {libvirt_uri}: {first}")
-    return InFlight(children, jobs)
-
-
-def gather_cluster(config: Config, host_id: str, cluster_id: str) -> Optional[ClusterView]:
-    """None without a management API. Raises ManagementError when the API is configured
-    but cannot answer: the cluster gate must then refuse, not guess."""
-    if config.management is None:
-        return None
-    return ClusterView(host_id, read_cluster_hosts(config.management, cluster_id))
 
 
 def request_restart(unit: str) -> tuple[bool, str]:
@@ -144,11 +104,3 @@ async def carry_out(
         return record_restart(history, outcome), result
     history = record_restart(history, replace(record, outcome="failed", detail=result.detail))
     return open_breaker(history, time.time(), f"agent restart not verified: {result.detail}"), result
-
-
-def cluster_reading(config: Config, host_id: str, cluster_id: str) -> tuple[Optional[ClusterView], str]:
-    """The cluster view, or the reason it could not be had (the gate then refuses)."""
-    try:
-        return gather_cluster(config, host_id, cluster_id), ""
-    except ManagementError as exc:
-        return None, str(exc)

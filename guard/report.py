@@ -1,4 +1,5 @@
-"""Nagios plugin text and the --json document.
+"""Every document the guard prints: Nagios plugin text and the --json documents of
+`check`, `analyze` and `probe`.
 
 The first line follows the Nagios plugin guidelines exactly (`SERVICE STATE - text |
 perfdata`), because monitoring systems parse it; the lines after it are for the person
@@ -10,9 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+from guard.analyze import Analysis
 from guard.evaluate import overall
 from guard.history import History
-from guard.model import Finding, Severity, Snapshot
+from guard.model import Evidence, Finding, ProbeResult, Severity, Snapshot
 
 SERVICE = "CLOUDSTACK-GUARD"
 
@@ -151,3 +153,55 @@ def json_doc(findings: list[Finding], snap: Snapshot, history: History, elapsed:
         ],
         "perfdata": perfdata(findings, snap, elapsed, history),
     }
+
+
+def analyze_json(analysis: Analysis, findings: list[Finding], sources: list[str]) -> dict[str, Any]:
+    """`analyze --json`: the judgement, the pools the log named, and the timeline."""
+    status = overall(findings)
+    return {
+        "status": status.name, "exit_code": int(status), "summary": summary(findings, None),
+        "findings": [finding_json(f) for f in findings],
+        "sources": {"agent-log": {"ok": True, "configured": True,
+                                  "detail": f"{analysis.events} events from {', '.join(sources)}"}},
+        "pools": [{"uuid": e.pool_uuid, "type": e.pool_type, "url": e.url}
+                  for e in analysis.pools_added.values()],
+        "agent": {"version": analysis.version, "incarnations_seen": analysis.incarnations},
+        "timeline": analysis.timeline_json(),
+        "timeline_dropped": analysis.dropped_entries,
+    }
+
+
+def analyze_text(analysis: Analysis, findings: list[Finding], elapsed: float) -> str:
+    status = overall(findings)
+    lines = [f"{SERVICE} {status.name} - {summary(findings, None)} | {perfdata(findings, None, elapsed)}"]
+    lines += [finding_line(f) for f in findings]
+    lines.append(f"timeline ({analysis.events} events, {analysis.incarnations} agent start(s)):")
+    if analysis.dropped_entries:
+        lines.append(f"  ... {analysis.dropped_entries} earlier entries left out")
+    for entry in analysis.timeline_json():
+        repeat = f" (x{entry['repeats']}, until {entry['last_time']})" if entry["repeats"] > 1 else ""
+        lines.append(f"  {entry['time'] or '(no time)'}  {entry['kind']:<20} {entry['text']}{repeat}"
+                     f"  [{entry['file']}:{entry['line']}]")
+    return "\n".join(lines)
+
+
+def _probe_finding(result: ProbeResult) -> Finding:
+    severity = Severity.OK if result.reachable else Severity.CRITICAL
+    return Finding("probe", severity, (Evidence(f"probe {result.backend}", result.detail),),
+                   "none" if result.reachable else "check the controller and the network path")
+
+
+def probe_json(result: ProbeResult) -> dict[str, Any]:
+    finding = _probe_finding(result)
+    return {"status": finding.severity.name, "exit_code": int(finding.severity),
+            "probe": {"target": result.target, "status": result.status,
+                      "detail": result.detail, "latency_s": round(result.latency_s, 4),
+                      "http_status": result.http_status, "version": result.version,
+                      "node_status": result.node_status},
+            "findings": [] if result.reachable else [finding_json(finding)]}
+
+
+def probe_text(result: ProbeResult) -> str:
+    severity = _probe_finding(result).severity
+    return (f"{SERVICE} {severity.name} - {result.target}: {result.status}, {result.detail} "
+            f"| time={result.latency_s:.3f}s;;;0")

@@ -28,10 +28,10 @@ import libvirt
 import pytest
 
 from guard.config import RemediationConfig
+from guard.gates import gather_in_flight
 from guard.history import History
 from guard.model import Evidence, Finding, Severity
 from guard.policy import Decision, InFlight, decide
-from guard.remediate import gather_in_flight
 from tests.conftest import real_part_unavailable
 from tests.harness.libvirtd import PrivateLibvirtd
 

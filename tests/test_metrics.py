@@ -39,7 +39,7 @@ def families(text: str) -> dict:
 
 def sample_text() -> str:
     snap = Snapshot(
-        now=100.0, hostname="kvm1",
+        now=100.0, linstor_node="kvm1",
         agent=AgentProcess(Incarnation(42, 90.5), "java com.cloud.agent.AgentShell", (), True, "ok"),
         probes=((POOL, ProbeResult("linstor", 'http://c:3370/"q"', "refused", "refused", 0.0123)),),
         sources=(SourceStatus("libvirt", True), SourceStatus("management", False, "refused"),

@@ -16,9 +16,10 @@ from typing import Optional
 
 from guard.collect import probe_targets
 from guard.config import RemediationConfig
-from guard.evaluate import evaluate, overall
+from guard.evaluate import overall
 from guard.evidence import RECENT_S
 from guard.history import History, RestartRecord
+from guard.judge import judge
 from guard.model import (
     AgentProcess,
     Finding,
@@ -36,7 +37,6 @@ from guard.policy import (
     Decision,
     InFlight,
     decide,
-    judge_last_restart,
     record_restart,
 )
 from guard.record import record
@@ -181,7 +181,7 @@ class World:
                               for u in sorted(model.libvirt))
         agent = AgentProcess(self.incarnation(), "java com.cloud.agent.AgentShell", (),
                              model.connected, "127.0.0.1:8250")
-        snap = Snapshot(now=self.now, hostname="kvm1", agent=agent,
+        snap = Snapshot(now=self.now, linstor_node="kvm1", agent=agent,
                         agent_version=version_text(model.agent_version), libvirt_pools=libvirt_pools,
                         management_host=host, management_pools=pools, management_elsewhere=elsewhere,
                         log_events=tuple(self.log),
@@ -228,9 +228,7 @@ class World:
         self.now += 0.5
         snap = self.snapshot()
         self._observe(snap)
-        history = record(self.history, snap)
-        findings = evaluate(snap, history)
-        history = judge_last_restart(history, findings, snap.now, self.remediation.settle)
+        findings, history = judge(snap, self.history, self.remediation.settle)
         self.history = history
         self.last_findings = findings
         self.last_decision = None

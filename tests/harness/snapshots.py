@@ -29,7 +29,7 @@ def lin_pool(state="Up"):
 def snap(now, pools=(), events=(), probes=(), agent_proc=None, version="4.19.1.2", sources=OK_SOURCES,
          libvirt=(), host_state="Up"):
     return Snapshot(
-        now=now, hostname="kvm1", agent=agent_proc if agent_proc is not None else agent(),
+        now=now, linstor_node="kvm1", agent=agent_proc if agent_proc is not None else agent(),
         agent_version=version, libvirt_pools=tuple(libvirt),
         management_host=ManagementHost("h1", "kvm1", host_state, "c1", "z1"),
         management_pools=tuple(pools), log_events=tuple(events), probes=tuple(probes),

@@ -1,0 +1,137 @@
+"""Watchers of what is on the host itself: the agent process, its log as it grows, and
+StorPool's adaptor log."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Optional
+
+from guard.follow import Follower
+from guard.model import CLOCK_SLACK_S, AgentProcess, LogEvent, SourceStatus
+from guard.sources.agent import find_agent, inspect_agent, status_of, unit_state
+from guard.sources.agentconf import read_agent_properties
+from guard.sources.agentlog import IncrementalParser, iter_events, log_set
+from guard.sources.storpoollog import SOURCE_NAME as STORPOOL_LOG
+from guard.sources.storpoollog import StorPoolLog
+
+from .runtime import Runtime
+from .state import State
+
+AGENT_CHECK_S = 1.0
+AGENT_RESCAN_S = 30.0
+AGENT_DETAIL_S = 30.0
+"""Reading the agent's sockets costs milliseconds of /proc/net parsing; a restart
+decision reads them fresh anyway, so this only refreshes agent-disconnected."""
+LOG_POLL_S = 0.05
+LOG_QUIET_FLUSH_S = 0.1
+STORPOOL_LOG_POLL_S = 1.0
+LOG_LOOKBACK_WITHOUT_AGENT_S = 3600.0
+
+
+def same_process(agent: AgentProcess) -> bool:
+    """Still the same incarnation: the pid alive with the same start time."""
+    import psutil
+
+    try:
+        return bool(psutil.Process(agent.incarnation.pid).create_time() == agent.incarnation.start_time)
+    except psutil.Error:
+        return False
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+async def watch_agent(rt: Runtime, state: State) -> None:
+    """Cheap checks of the known pid every second, its children and sockets every few
+    seconds, and a scan of every process only when it is gone (or now and then, in case
+    another copy took over the unit)."""
+    last_scan = last_detail = float("-inf")
+    while not rt.stopping.is_set():
+        now = time.monotonic()
+        known = state.agent
+        status: Optional[SourceStatus] = None
+        if (known is None or now - last_scan > AGENT_RESCAN_S
+                or not await rt.in_thread(same_process, known)):
+            state.props, props_status = await rt.in_thread(read_agent_properties, rt.config.agent.properties)
+            state.mark("agent-properties", props_status)
+            agent, status = await rt.in_thread(find_agent, state.props, rt.config.agent.unit)
+            state.unit_state = "" if agent else (await rt.in_thread(unit_state, rt.config.agent.unit))[1]
+            last_scan = last_detail = now
+        elif now - last_detail > AGENT_DETAIL_S:
+            agent = await rt.in_thread(inspect_agent, known.incarnation, state.props) or known
+            status = status_of(agent)
+            last_detail = now
+        else:
+            agent = known
+        if agent != known:
+            if (agent and agent.incarnation) != (known and known.incarnation):
+                rt.emit("agent-incarnation", pid=agent.incarnation.pid if agent else None,
+                        previous_pid=known.incarnation.pid if known else None)
+            state.agent = agent
+            rt.dirty.set()
+        if status is not None and state.statuses.get("agent-process") != status:
+            state.mark("agent-process", status)
+        await rt.sleep(AGENT_CHECK_S)
+
+
+async def follow_log(rt: Runtime, state: State) -> None:
+    """The rotated files written since the agent started, then the live file as it grows;
+    parsing runs in a worker thread, so a big backlog never stalls the loop (or the
+    watchdog)."""
+    path = rt.config.agent.log
+    since = (state.agent.incarnation.start_time - CLOCK_SLACK_S if state.agent
+             else time.time() - LOG_LOOKBACK_WITHOUT_AGENT_S)
+    rotated = [p for p in log_set(path)[:-1] if _mtime(p) >= since]
+    state.events.extend(await rt.in_thread(lambda: list(iter_events(rotated))))
+    follower = Follower(path)
+    parser = IncrementalParser(path)
+    quiet_since = time.monotonic()
+
+    def read() -> tuple[list[LogEvent], bool]:
+        lines, new_file = follower.poll()
+        events = parser.feed(lines) if lines else []
+        if new_file:
+            events += parser.restart(path)
+        return events, bool(lines)
+
+    try:
+        while not rt.stopping.is_set():
+            if follower.quiet():
+                events, got_lines = [], False
+            else:
+                events, got_lines = await rt.in_thread(read)
+            if got_lines:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > LOG_QUIET_FLUSH_S:
+                events += parser.flush()
+            state.events.extend(events)
+            status = SourceStatus("agent-log", not follower.problem, follower.problem or f"{path}: following")
+            if state.statuses.get("agent-log") != status:
+                state.mark("agent-log", status)
+            if events:
+                rt.dirty.set()
+            await asyncio.sleep(LOG_POLL_S)
+    finally:
+        follower.close()
+
+
+async def watch_storpool_log(rt: Runtime, state: State) -> None:
+    """StorPool's adaptor log, read on from where the last read stopped, for the agent
+    that runs now (no agent, no pools it holds)."""
+    reader = StorPoolLog(rt.config.agent.storpool_log)
+    while not rt.stopping.is_set():
+        if state.agent is not None:
+            since = state.agent.incarnation.start_time - CLOCK_SLACK_S
+            events, status = await rt.in_thread(reader.read, since)
+            if tuple(events) != state.storpool_events:
+                state.storpool_events = tuple(events)
+                rt.dirty.set()
+            if state.statuses.get(STORPOOL_LOG) != status:
+                state.mark(STORPOOL_LOG, status)
+        await rt.sleep(STORPOOL_LOG_POLL_S)

@@ -1,0 +1,211 @@
+"""The judging loop: every change marks the picture dirty; it is then judged with the
+same pure functions `check` uses (guard/judge.py), findings are logged once when they
+appear and once when they clear, the history and the metrics are written, and a restart
+decision (guard.policy.decide on the gates read by guard/gates.py) is carried out by
+guard/remediate.py."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from guard import notify
+from guard.evaluate import overall
+from guard.gates import read_gates
+from guard.history import History
+from guard.judge import judge
+from guard.metrics import Counters, MetricsServer, exposition, write_textfile
+from guard.model import Finding, Snapshot, SourceStatus
+from guard.policy import Decision, decide, unconfirmed
+from guard.remediate import carry_out
+from guard.sources import history as history_store
+
+from .runtime import Runtime
+from .state import State
+
+COALESCE_S = 0.005
+"""Changes arriving together (a pool event and the listing it triggers) are judged once."""
+RETRY_REFUSED_S = 2.0
+
+
+@dataclass(frozen=True)
+class LastDecision:
+    """The restart decision last logged: the same refusal read again is not logged again."""
+
+    act: bool
+    refused_gate: str
+    refusal: str
+    pools: tuple[str, ...]
+
+
+def finding_key(finding: Finding) -> tuple[str, ...]:
+    return (finding.kind, finding.pool_uuid, finding.pool_type, dict(finding.extra).get("source", ""),
+            dict(finding.extra).get("adaptor", ""))
+
+
+class Judging:
+    def __init__(self, rt: Runtime, state: State) -> None:
+        self.rt = rt
+        self.state = state
+        self.findings: dict[tuple[str, ...], Finding] = {}
+        self.last_decision: Optional[LastDecision] = None
+        self.restarting = False
+        self.last_status = ""
+        self.last_evaluation = 0.0
+        self.counters = Counters()
+        self.metrics_server = MetricsServer()
+        self.textfile_problem = ""
+
+    async def loop(self, first_full: Callable[[], None]) -> None:
+        rt = self.rt
+        while not rt.stopping.is_set():
+            await rt.dirty.wait()
+            await asyncio.sleep(COALESCE_S)
+            rt.dirty.clear()
+            complete = self.state.complete()
+            await self.evaluate_once()
+            if complete:
+                first_full()
+
+    async def evaluate_once(self) -> None:
+        rt, state = self.rt, self.state
+        snap = state.snapshot()
+        findings, history = judge(snap, state.history, rt.config.remediation.settle)
+        if history.breaker_open_since != state.history.breaker_open_since:
+            rt.emit("circuit-breaker", open=history.breaker_open_since is not None,
+                    reason=history.breaker_reason, level="warning")
+        self.counters.evaluations += 1
+        self.last_evaluation = time.monotonic()
+        self._log_changes(findings)
+        await self.save(history)
+        await self._publish_metrics(findings, snap)
+        status_line = self.status_line(findings)
+        if status_line != self.last_status:
+            self.last_status = status_line
+            notify.notify(f"STATUS={status_line}")
+        helps = [f for f in findings if f.restart_helps]
+        actionable = [f for f in helps if not unconfirmed(f, history)]
+        if len(actionable) < len(helps):
+            rt.confirm_now.set()  # a second listing confirms the absence before any restart
+        fixable = tuple(sorted({f.pool_uuid for f in actionable if f.pool_uuid}))
+        decided = self.last_decision is not None and self.last_decision.pools == fixable
+        if actionable and not self.restarting and not (rt.config.mode == "observe" and decided):
+            # In observe mode the same refusal is read once, not with API calls every pass.
+            await self.consider_restart(snap, findings)
+
+    def _log_changes(self, findings: list[Finding]) -> None:
+        current = {finding_key(f): f for f in findings}
+        for key, finding in current.items():
+            previous = self.findings.get(key)
+            if previous is None or previous.severity != finding.severity:
+                self.rt.emit("finding", kind=finding.kind, severity=finding.severity.name,
+                             pool=finding.pool_uuid, pool_type=finding.pool_type, backend=finding.backend,
+                             evidence="; ".join(str(e) for e in finding.evidence), action=finding.action,
+                             level="warning" if finding.severity.rank >= 2 else "info")
+        for key, finding in self.findings.items():
+            if key not in current:
+                self.rt.emit("finding-cleared", kind=finding.kind, pool=finding.pool_uuid)
+        self.findings = current
+
+    async def _publish_metrics(self, findings: list[Finding], snap: Snapshot) -> None:
+        text = exposition(findings, snap, self.state.history, self.counters, time.time())
+        self.metrics_server.text = text
+        path = self.rt.config.metrics.textfile
+        if not path:
+            return
+        try:
+            await self.rt.in_thread(write_textfile, path, text)
+            problem = ""
+        except OSError as exc:
+            problem = f"{path}: {exc.strerror}"
+        if problem != self.textfile_problem:
+            self.textfile_problem = problem
+            self.rt.emit("metrics-textfile", ok=not problem, detail=problem or path,
+                         level="error" if problem else "info")
+
+    def status_line(self, findings: list[Finding]) -> str:
+        mode = self.rt.config.mode
+        if not findings:
+            agent = self.state.agent
+            name = f"agent pid {agent.incarnation.pid}" if agent else "no agent"
+            return f"OK: {name}, {len(self.state.probes)} probe(s), mode {mode}"
+        worst = findings[0]
+        return (f"{overall(findings).name}: {worst.kind} {worst.pool_uuid or worst.pool_type}".strip()
+                + (f" (+{len(findings) - 1} more)" if len(findings) > 1 else "") + f", mode {mode}")
+
+    async def _persist(self, history: History) -> None:
+        await self.save(history, force=True)
+
+    async def save(self, history: History, force: bool = False) -> None:
+        """Merged with what `check` or an operator's `restart-agent` saved meanwhile."""
+        state = self.state
+        if history == state.history and not force:
+            return
+        try:
+            merged = await self.rt.in_thread(history_store.save_merged, self.rt.config.state_dir,
+                                             history, state.base)
+        except OSError as exc:
+            state.history = history
+            state.mark("history", SourceStatus("history", False, f"cannot save history: {exc.strerror}"))
+            return
+        state.history = state.base = merged
+
+    async def consider_restart(self, snap: Snapshot, findings: list[Finding]) -> None:
+        """Every gate is read fresh: the agent's children (a copy started a moment ago),
+        the cluster's hosts (a peer that just went down), the history (an operator's
+        restart)."""
+        rt, state = self.rt, self.state
+        await self.save(state.history, force=True)
+        gates = await rt.in_thread(read_gates, rt.config, state.agent, snap.management_host, state.props)
+        if gates.agent_gone:
+            # The JVM this was judged on is gone, and its caches with it: judging again on
+            # the one that runs now, not restarting that one for them.
+            rt.dirty.set()
+            return
+        state.agent = gates.agent
+        decision = decide(findings, rt.config.mode, rt.config.remediation, state.history, time.time(),
+                          gates.in_flight, gates.cluster, cluster_problem=gates.cluster_problem)
+        self._log_decision(decision)
+        if decision.act:
+            self.restarting = True
+            rt.own(self.restart(decision))
+            return
+        retry = RETRY_REFUSED_S
+        if decision.wait_until is not None:
+            retry = max(0.05, decision.wait_until - time.time())
+        if decision.refused_by and decision.refused_by.gate in ("in-flight", "cluster", "window"):
+            asyncio.get_running_loop().call_later(retry, rt.dirty.set)
+
+    def _log_decision(self, decision: Decision) -> None:
+        """Logged when it changes, not on every re-check of the same refusal."""
+        refused = decision.refused_by
+        key = LastDecision(decision.act, refused.gate if refused else "", refused.key if refused else "",
+                           decision.pools)
+        if key == self.last_decision:
+            return
+        self.last_decision = key
+        if refused:
+            self.counters.refusals[refused.gate] += 1
+        self.rt.emit("restart-decision", act=decision.act, pools=",".join(decision.pools),
+                     refused_by=refused.gate if refused else "",
+                     gates="; ".join(f"{r.gate}={'pass' if r.passed else 'REFUSE'} ({r.reading})"
+                                     for r in decision.readings),
+                     level="warning" if decision.act else "info")
+
+    async def restart(self, decision: Decision) -> None:
+        rt = self.rt
+        started = time.monotonic()
+        try:
+            history, result = await carry_out(rt.config, decision, self.state.agent, self.state.history,
+                                               rt.emit, time.time(), self._persist)
+            self.counters.restarts["verified" if result.ok else "failed"] += 1
+            rt.emit("restart-result", ok=result.ok, detail=result.detail,
+                    verify_s=round(result.seconds, 2), total_s=round(time.monotonic() - started, 2),
+                    level="warning" if result.ok else "error")
+            await self.save(history)
+        finally:
+            self.restarting = False
+            self.last_decision = None
+            rt.dirty.set()

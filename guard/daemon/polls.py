@@ -1,0 +1,100 @@
+"""The sources the daemon asks on a schedule: the management server's listing, and the
+backends' probes. Both back off while what they ask keeps failing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from guard.backoff import Backoff
+from guard.collect import probe_targets
+from guard.model import SourceStatus
+from guard.probes import linstor
+from guard.record import record
+from guard.sources.agentconf import read_agent_properties
+from guard.sources.management import read_management
+
+from .runtime import Runtime, jittered
+from .state import State
+
+CONFIRM_AFTER_S = 5.0
+"""A pool missing from one listing is looked for again this soon, not a poll later."""
+MANAGEMENT_BACKOFF_CAP_S = 300.0
+"""A failing management server is asked again sooner than a poll first, then less and
+less often, never less than every five minutes."""
+PROBE_BACKOFF_ROUNDS = 4
+
+
+async def poll_management(rt: Runtime, state: State) -> None:
+    management = rt.config.management
+    if management is None:
+        state.mark("management", SourceStatus("management", True, "not configured", configured=False))
+        return
+    backoff = Backoff(management.poll_interval, max(management.poll_interval, MANAGEMENT_BACKOFF_CAP_S))
+    while not rt.stopping.is_set():
+        if state.props is None:
+            state.props, props_status = await rt.in_thread(read_agent_properties, rt.config.agent.properties)
+            state.mark("agent-properties", props_status)
+        host, pools, elsewhere, status = await rt.in_thread(read_management, management, state.hostname,
+                                                            state.props)
+        if status.ok:
+            state.management = (host, tuple(pools), elsewhere)
+            state.listed_at = time.time()
+            backoff.reset()
+        state.mark("management", status)
+        rt.probe_now.set()
+        interval = jittered(management.poll_interval) if status.ok else backoff.next()
+        soonest = min(CONFIRM_AFTER_S, interval)
+        await rt.sleep(soonest)
+        rt.confirm_now.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(rt.confirm_now.wait(), interval - soonest)
+
+
+async def run_probes(rt: Runtime, state: State) -> None:
+    """Every interval, and after every listing; a round in which a controller did not
+    answer backs off, up to PROBE_BACKOFF_ROUNDS intervals (the finding keeps what the
+    last round saw), and starts over once all answer."""
+    interval = rt.config.probes.interval
+    backoff = Backoff(interval, interval * PROBE_BACKOFF_ROUNDS)
+    while not rt.stopping.is_set():
+        targets = _targets(state)
+        results = await linstor.probe_urls([u for _, u in targets], rt.config.linstor,
+                                           rt.config.probes.timeout)
+        probes = {uuid: results[url] for uuid, url in targets}
+        if {k: v.status for k, v in probes.items()} != {k: v.status for k, v in state.probes.items()}:
+            rt.dirty.set()
+        state.probes = probes
+        if "management" in state.statuses and not state.probes_ready:
+            state.probes_ready = True
+            rt.dirty.set()
+        failing = not all(p.reachable for p in probes.values())
+        if failing:
+            wait = backoff.next()
+        else:
+            backoff.reset()
+            wait = jittered(interval)
+        await _until_probe_due(rt, state, wait, {url for _, url in targets}, failing)
+
+
+def _targets(state: State) -> list[tuple[str, str]]:
+    """From a provisional folding of the picture: the judging loop folds the real one."""
+    snap = state.snapshot()
+    return probe_targets(record(state.history, snap), snap)
+
+
+async def _until_probe_due(rt: Runtime, state: State, wait: float, probed: set[str], failing: bool) -> None:
+    """A new listing brings the next round forward, unless the last one failed and the
+    listing names no new target: then the back-off holds."""
+    loop = asyncio.get_running_loop()
+    due = loop.time() + wait
+    while not rt.stopping.is_set() and loop.time() < due:
+        rt.probe_now.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(rt.probe_now.wait(), due - loop.time())
+        if not rt.probe_now.is_set() or not failing:
+            return
+        wanted = {url for _, url in _targets(state)}
+        if wanted - probed or ("management" in state.statuses and not state.probes_ready):
+            return

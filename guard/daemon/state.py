@@ -1,0 +1,67 @@
+"""The daemon's picture of the host: each watcher keeps its source's latest reading
+here, and `snapshot()` turns them into the Snapshot the judging loop judges (through
+guard/snapshot.py, as `check` does). The history it is judged against lives here too:
+the probes need it to know which controllers the agent still reaches."""
+
+from __future__ import annotations
+
+import collections
+import socket
+import time
+from typing import Optional
+
+from guard.history import History
+from guard.model import AgentProcess, LogEvent, ManagementHost, Pool, ProbeResult, Snapshot, SourceStatus
+from guard.snapshot import Readings, build_snapshot
+from guard.sources.agentconf import AgentProperties
+
+from .runtime import Runtime
+
+MAX_EVENTS = 20000
+INITIAL_SOURCES = {"agent-properties", "agent-process", "agent-log", "libvirt", "management"}
+
+
+class State:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.hostname = socket.gethostname()
+        self.history = History()
+        self.base = History()
+        """The history as last loaded or saved: what a save merges against."""
+        self.props: Optional[AgentProperties] = None
+        self.agent: Optional[AgentProcess] = None
+        self.unit_state = ""
+        self.statuses: dict[str, SourceStatus] = {}
+        self.libvirt_pools: tuple[Pool, ...] = ()
+        self.events: collections.deque[LogEvent] = collections.deque(maxlen=MAX_EVENTS)
+        self.storpool_events: tuple[LogEvent, ...] = ()
+        self.management: tuple[Optional[ManagementHost], tuple[Pool, ...], tuple[str, ...]] = (None, (), ())
+        self.listed_at: Optional[float] = None
+        self.probes: dict[str, ProbeResult] = {}
+        self.probes_ready = False
+
+    def mark(self, name: str, status: SourceStatus) -> None:
+        self.statuses[name] = status
+        self.rt.dirty.set()
+
+    def snapshot(self) -> Snapshot:
+        host, pools, elsewhere = self.management
+        readings = Readings(
+            agent=self.agent,
+            agent_unit_state=self.unit_state,
+            libvirt_pools=self.libvirt_pools,
+            management_host=host,
+            management_pools=pools,
+            management_elsewhere=elsewhere,
+            listed_at=self.listed_at,
+            agent_log=tuple(self.events),
+            storpool_log=self.storpool_events,
+            probes=tuple(self.probes.items()),
+            sources=tuple(self.statuses.values()),
+        )
+        return build_snapshot(self.rt.config, self.hostname, readings, time.time())
+
+    def complete(self) -> bool:
+        """Every source has answered once, and the probes ran with the management
+        server's pool list in hand: only then is an evaluation a full one."""
+        return self.statuses.keys() >= INITIAL_SOURCES and self.probes_ready

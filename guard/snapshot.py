@@ -1,0 +1,76 @@
+"""The one place a Snapshot is made from what the sources said.
+
+`check` reads every source once (guard/collect.py); the daemon keeps the same readings
+up to date from its watchers (guard/daemon/state.py). Both hand them here, so the
+LINSTOR node name, the running agent's version and the log events are chosen by one
+rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+from guard.config import Config
+from guard.model import (
+    CLOCK_SLACK_S,
+    AgentProcess,
+    LogEvent,
+    ManagementHost,
+    Pool,
+    ProbeResult,
+    Snapshot,
+    SourceStatus,
+)
+
+
+@dataclass(frozen=True)
+class Readings:
+    """What each source said, however it was read. `listed_at` is when the management
+    listing was read, if it is older than the snapshot (the daemon judges one listing
+    many times)."""
+
+    agent: Optional[AgentProcess]
+    agent_unit_state: str = ""
+    libvirt_pools: tuple[Pool, ...] = ()
+    management_host: Optional[ManagementHost] = None
+    management_pools: tuple[Pool, ...] = ()
+    management_elsewhere: tuple[str, ...] = ()
+    listed_at: Optional[float] = None
+    agent_log: tuple[LogEvent, ...] = ()
+    storpool_log: tuple[LogEvent, ...] = ()
+    probes: tuple[tuple[str, ProbeResult], ...] = ()
+    sources: tuple[SourceStatus, ...] = ()
+
+
+def running_version(events: Sequence[LogEvent], agent: Optional[AgentProcess]) -> str:
+    """The version the running agent logged at its start (AgentShell's `Implementation
+    Version is`): an older incarnation's line says nothing about this one."""
+    if agent is None:
+        return ""
+    start = agent.incarnation.start_time - CLOCK_SLACK_S
+    for event in reversed(events):
+        if event.kind == "agent-version" and event.ts is not None and event.ts >= start:
+            return event.detail
+    return ""
+
+
+def build_snapshot(config: Config, hostname: str, readings: Readings, now: float) -> Snapshot:
+    """`hostname` is this host's name; LINSTOR knows the host by `[linstor] node` when
+    that is set."""
+    return Snapshot(
+        now=now,
+        linstor_node=config.linstor.node or hostname,
+        agent=readings.agent,
+        agent_version=running_version(readings.agent_log, readings.agent),
+        agent_unit_state=readings.agent_unit_state,
+        libvirt_pools=readings.libvirt_pools,
+        management_host=readings.management_host,
+        management_pools=readings.management_pools,
+        management_elsewhere=readings.management_elsewhere,
+        listed_at=readings.listed_at,
+        log_events=readings.agent_log + readings.storpool_log,
+        probes=readings.probes,
+        sources=readings.sources,
+    )
