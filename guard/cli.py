@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
 import sys
 import time
 import traceback
@@ -35,10 +33,8 @@ from guard.report import (
     text,
 )
 from guard.sources import history as history_store
-from guard.sources.agentlog import iter_events, log_set, parse_lines
+from guard.sources.agentlog import iter_events, ordered, parse_lines
 from guard.sources.libvirt import UUID_RE
-
-_ROTATION = re.compile(r"(\.\d+|-\d{8}|\.\d{4}-\d{2}-\d{2}(-\d{2})?)?(\.gz)?$")
 
 EPILOG_CHECK = """examples:
   cloudstack-guard check                  Nagios/Icinga plugin: one status line, exit 0-3
@@ -101,18 +97,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return int(overall(findings))
 
 
-def _ordered(paths: list[str]) -> list[str]:
-    """Rotated files in the order they were written, whatever order the shell gave:
-    each file's place in its rotated set (log_set knows logrotate's and log4j's names)."""
-    def place(path: str) -> tuple[int, str]:
-        base = _ROTATION.sub("", path)
-        siblings = [os.path.realpath(p) for p in log_set(base)]
-        real = os.path.realpath(path)
-        return (siblings.index(real) if real in siblings else len(siblings), path)
-
-    return sorted(paths, key=place)
-
-
 def cmd_analyze(args: argparse.Namespace) -> int:
     started = time.monotonic()
     analysis = Analysis()
@@ -127,7 +111,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if "-" in args.files:
         analysis.feed_all(parse_lines(sys.stdin, "<stdin>"))
         sources.append("<stdin>")
-    analysis.feed_all(iter_events(_ordered(paths)))
+    analysis.feed_all(iter_events(ordered(paths)))
     sources += paths
     findings = analysis.findings()
     elapsed = time.monotonic() - started

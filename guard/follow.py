@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from typing import BinaryIO, Optional
 
+from guard.sources.agentlog.rotation import copytruncate_copy
+
 READ_CHUNK = 1024 * 1024
 MAX_PER_POLL = 8 * READ_CHUNK
 """A huge log (read from its start when the guard starts) is caught up in slices, so one
@@ -91,7 +93,7 @@ class Follower:
     def _from_copy(self, offset: int) -> bytes:
         """The tail a copytruncate moved into the copy before we could read it."""
         try:
-            with open(self.path + ".1", "rb") as copy:
+            with open(copytruncate_copy(self.path), "rb") as copy:
                 if os.fstat(copy.fileno()).st_size <= offset:
                     return b""
                 copy.seek(offset)

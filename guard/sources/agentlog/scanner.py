@@ -1,0 +1,175 @@
+"""Lines of one file into events: the fast path for plain log4j headers, the other
+shapes (syslog captures, quotes, `grep -n` prefixes), and the trace that follows a
+WARN/ERROR record. State lives only within a file."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Optional
+
+from guard.model import LogEvent
+
+from .messages import LOUD, At, Messages
+from .stamps import GREP, HEADER, QUOTE, SYSLOG, is_agent_program, log4j_ts, syslog_ts
+from .traces import EXC_START, Trace
+
+_NONE, _SKIP, _COLLECT = 0, 1, 2
+_QUIET_FAST = frozenset(("DEBUG", "INFO ", "TRACE"))
+_LOUD_FAST = frozenset(("WARN ", "ERROR", "FATAL"))
+
+# Substrings of every INFO/DEBUG message that can make an event; a line with none of
+# them is skipped without further work.
+_QUIET_KEYS = (
+    "torage pool",
+    "Agent started",
+    "Implementation Version is",
+    "Stopping the agent",
+    "Connected to the host",
+    "Ready command is processed",
+    "DeleteStoragePoolCommand",
+    "Linstor createStoragePool",
+    "Linstor: Using stor",
+    "\\n\\tat ",
+)
+
+
+class Scanner:
+    """Turns numbered lines of one file into events; state lives only within a file."""
+
+    def __init__(self, file: str, now: float) -> None:
+        self.file = file
+        self.now = now
+        self.mode = _NONE
+        self.pending: Optional[Trace] = None
+        self.hour_base: dict[str, Optional[float]] = {}
+        self.messages = Messages(file)
+
+    def run(self, numbered: Iterable[tuple[int, str]]) -> Iterator[LogEvent]:
+        yield from self.feed(numbered)
+        yield from self.close()
+
+    def feed(self, numbered: Iterable[tuple[int, str]]) -> Iterator[LogEvent]:
+        """Events of these lines; an event still collecting its trace stays pending."""
+        quiet_keys = _QUIET_KEYS
+        quiet = _QUIET_FAST
+        loud = _LOUD_FAST
+        for n, line in numbered:
+            if (line[23:24] == " " and line[29:31] == " [" and line[4:5] == "-"
+                    and line[13:14] == ":"):
+                level = line[24:29]
+                if level in quiet:
+                    if self.pending is not None:
+                        yield from self.close()
+                    self.mode = _SKIP
+                    for key in quiet_keys:
+                        if key in line:
+                            yield from self.header(n, line, None, None)
+                            break
+                    continue
+                if level in loud:
+                    if self.pending is not None:
+                        yield from self.close()
+                    yield from self.header(n, line, None, None)
+                    continue
+            yield from self.other(n, line)
+
+    def close(self) -> list[LogEvent]:
+        pending, self.pending = self.pending, None
+        self.mode = _NONE
+        if pending is None:
+            return []
+        event = pending.event(self.file)
+        if event is None:
+            return []
+        self.messages.remember_failure(pending.logid, event)
+        return [event]
+
+    def other(self, n: int, line: str) -> list[LogEvent]:
+        """Everything the fast path did not recognise as a plain log4j header."""
+        first = line[:1]
+        if not first:
+            return self.close()
+        if first == "\t" or (first == "<" and "]:" not in line):
+            return self.continuation(n, line)
+        text = line
+        if first == ">":
+            text = QUOTE.sub("", text, 1)
+        if text[:1] == "\ufeff":
+            text = text[1:]
+        if "#011" in text:
+            text = text.replace("#011", "\t")
+        pid = None
+        syslog = None
+        if "]:" in text:
+            m = SYSLOG.match(text)
+            if m is not None:
+                if not is_agent_program(m.group("prog")):
+                    return []
+                pid = int(m.group("pid")[:9])
+                syslog = m
+                text = m.group("rest")
+        if not text or text.isspace():
+            return self.close()
+        if text[:1].isdigit():
+            m = GREP.match(text)
+            if m is not None and m.end():
+                text = text[m.end():]
+        if text[23:24] == " " and text[4:5] == "-" and text[29:31] == " [":
+            level = text[24:29]
+        elif text[5:7] == " [":
+            level = text[:5]
+        else:
+            level = ""
+        if level in _QUIET_FAST:
+            events = self.close()
+            self.mode = _SKIP
+            for key in _QUIET_KEYS:
+                if key in text:
+                    events.extend(self.header(n, text, syslog, pid))
+                    break
+            return events
+        head = text.lstrip()[:1]
+        if head.isdigit() or head in ("T", "D", "I", "W", "E", "F"):
+            m = HEADER.match(text)
+            if m is not None:
+                events = self.close()
+                events.extend(self.header(n, text, syslog, pid, m))
+                return events
+        return self.continuation(n, text)
+
+    def continuation(self, n: int, text: str) -> list[LogEvent]:
+        if self.mode == _COLLECT and self.pending is not None:
+            self.pending.feed(text)
+        elif self.mode == _NONE:
+            stripped = text.lstrip()
+            if EXC_START.match(stripped):
+                self.pending = Trace(n, None, None, "", "", "header-less trace fragment")
+                self.pending.feed(stripped)
+                self.mode = _COLLECT
+        return []
+
+    def header(self, n: int, text: str, syslog: Optional[re.Match[str]], pid: Optional[int],
+               m: Optional[re.Match[str]] = None) -> list[LogEvent]:
+        if m is None:
+            m = HEADER.match(text)
+            if m is None:
+                self.mode = _SKIP
+                return []
+        level = m.group("lvl")
+        stamp = m.group("ts")
+        if stamp:
+            ts = log4j_ts(stamp, self.hour_base)
+        else:
+            ts = syslog_ts(syslog, self.now) if syslog is not None else None
+        at = At(n, ts, pid, m.group("thr") or "", m.group("logid") or "")
+        message = m.group("msg").lstrip()
+        events = self.messages.events(at, level, message)
+        if level in LOUD and not events:
+            self.pending = Trace(n, at.ts, pid, at.logid, message, f"{level} [{m.group('cat')}]")
+            if "\\n\\tat " in message:
+                self.pending.feed_embedded(message)
+            self.mode = _COLLECT
+        else:
+            self.mode = _SKIP
+        return events
