@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from guard import store as history_store
 from guard.collect import collect
 from guard.config import Config
 from guard.evaluate import evaluate
 from guard.history import History
 from guard.judge import judge
 from guard.model import Finding, Snapshot, SourceStatus
-from guard.sources import history as history_store
 
 
 def check_once(config: Config) -> tuple[list[Finding], Snapshot, History]:

@@ -11,6 +11,7 @@ import traceback
 from typing import Optional
 
 from guard import __version__
+from guard import store as history_store
 from guard.analyze import Analysis
 from guard.checking import check_once
 from guard.config import Config, ConfigError, load_config
@@ -32,7 +33,6 @@ from guard.report import (
     probe_text,
     text,
 )
-from guard.sources import history as history_store
 from guard.sources.agentlog import iter_events, ordered, parse_lines
 from guard.sources.libvirt import UUID_RE
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 
 from guard.config import Config
+from guard.deadline import Bounded
 from guard.drivers import driver_for
 from guard.history import History
 from guard.model import CLOCK_SLACK_S, Snapshot, SourceStatus
@@ -20,7 +21,6 @@ from guard.snapshot import Readings, build_snapshot
 from guard.sources.agent import find_agent, unit_state
 from guard.sources.agentconf import read_agent_properties
 from guard.sources.agentlog import read_agent_log
-from guard.sources.bounded import Bounded
 from guard.sources.libvirt import read_libvirt_pools
 from guard.sources.management import read_management
 from guard.sources.storpoollog import StorPoolLog

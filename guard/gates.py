@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 from guard.config import Config
+from guard.deadline import run_bounded
 from guard.model import AgentProcess, ManagementHost
 from guard.policy import ClusterView, InFlight
 from guard.sources.agent import inspect_agent
 from guard.sources.agentconf import AgentProperties, read_agent_properties
-from guard.sources.bounded import run_bounded
 from guard.sources.libvirt import quiet_libvirt
 from guard.sources.management import ManagementError, read_cluster_hosts
 

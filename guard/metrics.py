@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Optional
 
+from guard.atomic import write_atomic
 from guard.evaluate import overall
 from guard.history import History
 from guard.model import Finding, Snapshot
@@ -88,20 +86,8 @@ def exposition(findings: list[Finding], snap: Snapshot, history: History, counte
 
 
 def write_textfile(path: str, text: str) -> None:
-    """Readers (node_exporter) never see half a file: temp file, fsync, rename."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".cloudstack_guard.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Readers (node_exporter) never see half a file (guard/atomic.py)."""
+    write_atomic(path, text, mode=0o644)
 
 
 class MetricsServer:

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from guard import store
 from guard.config import Credentials, ManagementConfig
 from guard.history import SCHEMA_VERSION, Held, History, IncarnationRecord, PoolRecord
-from guard.sources import history as store
 from guard.sources.agent import find_agent
 from guard.sources.agentconf import AgentProperties, agent_properties
 from guard.sources.libvirt import parse_pool_xml, read_libvirt_pools
-from guard.sources.management import read_management, without_userinfo
+from guard.sources.management import read_management
+from guard.urls import without_userinfo
 from tests.emulators.management import ManagementEmulator
 from tests.harness.libvirtd import define_dir_pool, define_netfs_pool
 from tests.harness.unprivileged import python_as_nobody
@@ -258,7 +259,7 @@ def test_history_write_is_atomic(tmp_path):
     """A reader never sees a partial file while the writer replaces it."""
     store.save(str(tmp_path), sample_history())
     writer = subprocess.Popen([sys.executable, "-c", (
-        "import sys\nfrom guard.sources import history as s\nfrom tests.test_sources import sample_history\n"
+        "import sys\nfrom guard import store as s\nfrom tests.test_sources import sample_history\n"
         "for _ in range(300): s.save(sys.argv[1], sample_history())\n"), str(tmp_path)],
         cwd=Path(__file__).resolve().parents[1])
     reads = 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from guard import notify
+from guard import store as history_store
 from guard.evaluate import overall
 from guard.gates import read_gates
 from guard.history import History
@@ -20,7 +21,6 @@ from guard.metrics import Counters, MetricsServer, exposition, write_textfile
 from guard.model import Finding, Snapshot, SourceStatus
 from guard.policy import Decision, decide, unconfirmed
 from guard.remediate import carry_out
-from guard.sources import history as history_store
 
 from .runtime import Runtime
 from .state import State

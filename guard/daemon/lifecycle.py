@@ -10,10 +10,10 @@ import time
 from typing import Optional
 
 from guard import logsetup, notify
+from guard import store as history_store
 from guard.config import Config, ConfigError, load_config, parse_listen
 from guard.history import History
 from guard.model import SourceStatus
-from guard.sources import history as history_store
 from guard.sources.agentconf import read_agent_properties
 from guard.sources.storpoollog import SOURCE_NAME as STORPOOL_LOG
 

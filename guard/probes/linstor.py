@@ -19,7 +19,7 @@ from urllib.parse import quote
 from guard.config import LinstorConfig
 from guard.model import ProbeResult
 from guard.probes import http
-from guard.sources.management import without_userinfo
+from guard.urls import without_userinfo
 
 DEFAULT_PORTS = {"http": 3370, "https": 3371}
 BACKEND = "linstor"

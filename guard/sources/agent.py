@@ -17,9 +17,9 @@ from typing import Optional
 
 import psutil
 
+from guard.deadline import run_bounded
 from guard.model import AgentProcess, ChildProcess, Incarnation, SourceStatus
 from guard.sources.agentconf import AgentProperties
-from guard.sources.bounded import run_bounded
 
 MAIN_CLASS = "com.cloud.agent.AgentShell"
 RESOLVE_TIMEOUT_S = 1.0

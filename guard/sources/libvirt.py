@@ -10,8 +10,8 @@ import re
 import xml.etree.ElementTree as ET  # noqa: S405 - parses libvirt's own XML, not input from afar
 from typing import Any, Optional
 
+from guard.deadline import run_bounded
 from guard.model import Pool, SourceStatus, pool_id
-from guard.sources.bounded import run_bounded
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 

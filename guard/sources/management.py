@@ -16,9 +16,9 @@ from guard.config import ManagementConfig
 from guard.drivers import canonical_type
 from guard.model import ManagementHost, Pool, SourceStatus, pool_id
 from guard.sources.agentconf import AgentProperties
+from guard.urls import without_userinfo
 
 _SECRET_PARAMS = re.compile(r"(?i)(apikey|signature|secret|key|sessionkey)=[^&\s'\"]+")
-_USERINFO = re.compile(r"^(\s*(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//|\s*)[^/?#]*@")
 
 
 class ManagementError(Exception):
@@ -28,16 +28,6 @@ class ManagementError(Exception):
 def redact(text: str) -> str:
     """Exception texts from requests quote the full URL, key and signature included."""
     return _SECRET_PARAMS.sub(r"\1=<redacted>", text)
-
-
-def without_userinfo(url: str) -> str:
-    """The URL without a `user:password@` in its authority (scheme://host:port/path stay):
-    an endpoint or controller URL written with credentials must not print them.
-
-    Textual, so that it also works on what no URL parser accepts (a bare host:port, a bad
-    port); like urlsplit, the authority ends at the first / ? or #, and the userinfo at
-    its last @."""
-    return _USERINFO.sub(r"\1", url, count=1)
 
 
 def _client(config: ManagementConfig) -> Any:

@@ -1,7 +1,7 @@
-"""Loading and saving the history under state_dir.
+"""The history store: loading and saving the history under state_dir, under a lock.
 
-Written atomically (temp file, fsync, rename, fsync of the directory) so a crash or a
-power cut leaves either the old or the new file, never half of one; a file that is
+Written atomically (guard/atomic.py) so a crash or a power cut leaves either the old or
+the new file, never half of one; a file that is
 corrupt anyway is moved aside with a warning, because losing history must never stop
 the guard from reporting what it can see now.
 """
@@ -12,10 +12,10 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 
+from guard.atomic import write_atomic
 from guard.history import History, from_json, merge, to_json
 from guard.model import SourceStatus
 
@@ -85,23 +85,7 @@ def load(state_dir: str) -> tuple[History, SourceStatus]:
 
 def save(state_dir: str, history: History) -> None:
     ensure_state_dir(state_dir)
-    path = history_path(state_dir)
-    fd, tmp = tempfile.mkstemp(prefix=".history.", dir=state_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(to_json(history), handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(state_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(history_path(state_dir), json.dumps(to_json(history), indent=1, sort_keys=True))
 
 
 def save_merged(state_dir: str, mine: History, base: History) -> History:
