@@ -81,7 +81,7 @@ PRODUCTION = {"probes": "30s", "poll": "60s", "watchdog_usec": 60_000_000}
 TEST = {"probes": "1s", "poll": "1s", "watchdog_usec": 1_000_000}
 # What guard.cli run imports, for the RSS floor.
 IMPORT_FLOOR = ("import asyncio, libvirt, libvirtaio, psutil, structlog, cs; import guard.cli, guard.daemon, "
-                "guard.remediate, guard.probes.linstor; import time; print('ready', flush=True); "
+                "guard.remediate, guard.backends.linstor; import time; print('ready', flush=True); "
                 "time.sleep(30)")
 
 # The agent's stop-failure record (tests/test_check_scenarios.py LINSTOR_STOP_FAILURE)

@@ -13,6 +13,7 @@ from typing import Optional
 from guard import __version__
 from guard import store as history_store
 from guard.analyze import Analysis
+from guard.backends import BACKENDS, backend_for_url
 from guard.checking import check_once
 from guard.config import Config, ConfigError, load_config
 from guard.evaluate import overall
@@ -21,7 +22,6 @@ from guard.history import History
 from guard.logsetup import FORMATS
 from guard.model import ProbeResult, Severity
 from guard.policy import Decision, close_breaker, decide, unconfirmed
-from guard.probes import linstor
 from guard.remediate import carry_out
 from guard.report import (
     SERVICE,
@@ -143,7 +143,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
     url = _probe_url(args.target, config)
     if url is None:
         return _unknown(f"{args.target}: no controller URL known for this pool; pass a URL", args.json)
-    result: ProbeResult = asyncio.run(linstor.probe(url, config.linstor, config.probes.timeout))
+    backend = backend_for_url(url)
+    if backend is None:
+        supported = ", ".join(f"{s}://" for b in BACKENDS.values() for s in b.schemes)
+        return _unknown(f"{url}: no backend probes this scheme; supported: {supported}", args.json)
+    result: ProbeResult = asyncio.run(backend.probe(url, config, config.probes.timeout))
     severity = Severity.OK if result.reachable else Severity.CRITICAL
     print(json.dumps(probe_json(result), indent=2) if args.json else probe_text(result))
     return int(severity)

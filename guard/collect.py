@@ -10,12 +10,12 @@ import socket
 import time
 from dataclasses import replace
 
+from guard.backends import ProbeTarget, backend_named, probe_all_now
 from guard.config import Config
 from guard.deadline import Bounded
 from guard.drivers import driver_for
 from guard.history import History
 from guard.model import CLOCK_SLACK_S, Snapshot, SourceStatus
-from guard.probes import linstor
 from guard.record import detached, record
 from guard.snapshot import Readings, build_snapshot
 from guard.sources.agent import find_agent, unit_state
@@ -28,8 +28,9 @@ from guard.sources.storpoollog import StorPoolLog
 LOG_LOOKBACK_WITHOUT_AGENT_S = 3600.0
 
 
-def probe_targets(history: History, snap: Snapshot) -> list[tuple[str, str]]:
-    """(pool uuid, controller URL) for every LINSTOR pool this host uses or still holds."""
+def probe_targets(history: History, snap: Snapshot) -> list[ProbeTarget]:
+    """Every pool this host uses or still holds whose type has a backend to ask, with
+    the URL the management server lists for it, else the one the history kept."""
     wanted: dict[str, str] = {}
     for pool in snap.management_pools:
         if not detached(pool.state):
@@ -45,8 +46,9 @@ def probe_targets(history: History, snap: Snapshot) -> list[tuple[str, str]]:
         known = history.pool(uuid)
         pool_type = known.type if known else ""
         url = url or (known.url if known else "")
-        if driver_for(pool_type).probe == "linstor" and url:
-            targets.append((uuid, url))
+        backend = backend_named(driver_for(pool_type).probe)
+        if backend is not None and url:
+            targets.append(ProbeTarget(uuid, backend.name, url))
     return targets
 
 
@@ -94,5 +96,5 @@ def collect(config: Config, history: History) -> Snapshot:
     )
     snap = build_snapshot(config, hostname, readings, now)
     targets = probe_targets(record(history, snap), snap)
-    results = linstor.probe_many([url for _, url in targets], config.linstor, config.probes.timeout)
-    return replace(snap, probes=tuple((uuid, results[url]) for uuid, url in targets))
+    results = probe_all_now(targets, config)
+    return replace(snap, probes=tuple((t.pool_uuid, results[t.backend, t.endpoint]) for t in targets))

@@ -27,9 +27,9 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from guard.config import LinstorConfig
+from guard.backends import ProbeTarget, http, linstor, probe_all_now
+from guard.config import Config, LinstorConfig, ProbesConfig
 from guard.model import ProbeResult
-from guard.probes import http, linstor
 from tests.emulators.linstor import CONTROLLER_VERSION, LinstorEmulator
 from tests.harness.pki import make_test_pki
 
@@ -618,12 +618,20 @@ def test_comma_list_with_a_hung_controller_is_healthy_if_another_answers(
     assert elapsed <= TIMEOUT + SLACK
 
 
+def _targets(urls: list[str]) -> list[ProbeTarget]:
+    return [ProbeTarget(f"pool-{n}", "linstor", url) for n, url in enumerate(urls)]
+
+
+def _config(timeout: float) -> Config:
+    return Config(linstor=config(), probes=ProbesConfig(timeout=timeout))
+
+
 def test_probe_many_dedups_urls(emulator: LinstorEmulator) -> None:
-    results = linstor.probe_many([emulator.url] * 3, config(), 3.0)
-    assert list(results) == [emulator.url]
-    assert results[emulator.url].status == "healthy"
+    results = probe_all_now(_targets([emulator.url] * 3), _config(3.0))
+    assert list(results) == [("linstor", emulator.url)]
+    assert results["linstor", emulator.url].status == "healthy"
     assert len(emulator.requests) == 3  # one ladder, not three
-    assert linstor.probe_many([], config(), 3.0) == {}
+    assert probe_all_now([], _config(3.0)) == {}
 
 
 def test_probe_many_runs_controllers_concurrently(emulator: LinstorEmulator) -> None:
@@ -632,12 +640,12 @@ def test_probe_many_runs_controllers_concurrently(emulator: LinstorEmulator) -> 
         hung_b.set_hang(True)
         urls = [hung_a.url, emulator.url, hung_b.url, hung_a.url]
         started = time.monotonic()
-        results = linstor.probe_many(urls, config(), TIMEOUT)
+        results = probe_all_now(_targets(urls), _config(TIMEOUT))
         elapsed = time.monotonic() - started
-    assert set(results) == {hung_a.url, hung_b.url, emulator.url}
-    assert results[emulator.url].status == "healthy"
-    assert results[hung_a.url].status == "timeout"
-    assert results[hung_b.url].status == "timeout"
+    assert set(results) == {("linstor", u) for u in (hung_a.url, hung_b.url, emulator.url)}
+    assert results["linstor", emulator.url].status == "healthy"
+    assert results["linstor", hung_a.url].status == "timeout"
+    assert results["linstor", hung_b.url].status == "timeout"
     assert elapsed <= TIMEOUT + SLACK, "hung controllers were probed one after another"
 
 
@@ -796,3 +804,12 @@ def test_userinfo_in_controller_url_is_never_shown(emulator: LinstorEmulator, tm
     for result in results:
         assert secret not in result.detail and secret not in result.target, result
         assert "admin" not in result.detail and "admin" not in result.target, result
+
+
+def test_cli_probe_of_a_scheme_no_backend_speaks_is_unknown_and_names_those_that_are(guard_toml: Path) -> None:
+    """The backend table decides, not a URL parser deep inside the LINSTOR probe."""
+    proc = run_cli("probe", "nfs://10.0.0.9/export/primary", "--config", str(guard_toml))
+    assert proc.returncode == 3, proc.stdout
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("CLOUDSTACK-GUARD UNKNOWN - ")
+    assert "nfs://10.0.0.9/export/primary" in lines[0] and "http://, https://" in lines[0]

@@ -7,10 +7,10 @@ import asyncio
 import contextlib
 import time
 
+from guard.backends import ProbeTarget, probe_all
 from guard.backoff import Backoff
 from guard.collect import probe_targets
 from guard.model import SourceStatus
-from guard.probes import linstor
 from guard.record import record
 from guard.sources.agentconf import read_agent_properties
 from guard.sources.management import read_management
@@ -60,9 +60,8 @@ async def run_probes(rt: Runtime, state: State) -> None:
     backoff = Backoff(interval, interval * PROBE_BACKOFF_ROUNDS)
     while not rt.stopping.is_set():
         targets = _targets(state)
-        results = await linstor.probe_urls([u for _, u in targets], rt.config.linstor,
-                                           rt.config.probes.timeout)
-        probes = {uuid: results[url] for uuid, url in targets}
+        results = await probe_all(targets, rt.config)
+        probes = {t.pool_uuid: results[t.backend, t.endpoint] for t in targets}
         if {k: v.status for k, v in probes.items()} != {k: v.status for k, v in state.probes.items()}:
             rt.dirty.set()
         state.probes = probes
@@ -75,10 +74,10 @@ async def run_probes(rt: Runtime, state: State) -> None:
         else:
             backoff.reset()
             wait = jittered(interval)
-        await _until_probe_due(rt, state, wait, {url for _, url in targets}, failing)
+        await _until_probe_due(rt, state, wait, {t.endpoint for t in targets}, failing)
 
 
-def _targets(state: State) -> list[tuple[str, str]]:
+def _targets(state: State) -> list[ProbeTarget]:
     """From a provisional folding of the picture: the judging loop folds the real one."""
     snap = state.snapshot()
     return probe_targets(record(state.history, snap), snap)
@@ -95,6 +94,6 @@ async def _until_probe_due(rt: Runtime, state: State, wait: float, probed: set[s
             await asyncio.wait_for(rt.probe_now.wait(), due - loop.time())
         if not rt.probe_now.is_set() or not failing:
             return
-        wanted = {url for _, url in _targets(state)}
+        wanted = {t.endpoint for t in _targets(state)}
         if wanted - probed or ("management" in state.statuses and not state.probes_ready):
             return

@@ -16,13 +16,13 @@ import time
 from typing import Any, Optional
 from urllib.parse import quote
 
-from guard.config import LinstorConfig
+from guard.backends import http
+from guard.config import Config, LinstorConfig
 from guard.model import ProbeResult
-from guard.probes import http
 from guard.urls import without_userinfo
 
 DEFAULT_PORTS = {"http": 3370, "https": 3371}
-BACKEND = "linstor"
+NAME = "linstor"
 
 
 def load_token(path: str) -> str:
@@ -99,7 +99,7 @@ async def _probe_one(
             status = str(entry.get("connection_status", "UNKNOWN"))
     detail = f"controller {version['version']} answers; node {node} is {status}"
     return ProbeResult(
-        BACKEND, target.url, "healthy", detail, time.monotonic() - started,
+        NAME, target.url, "healthy", detail, time.monotonic() - started,
         version=version["version"], node_status=status,
     )
 
@@ -111,25 +111,25 @@ async def probe(url: str, config: LinstorConfig, timeout: float) -> ProbeResult:
     urls = [without_userinfo(u) for u in url.split(",") if u.strip()]
     shown = ",".join(urls)
     if not urls:
-        return ProbeResult(BACKEND, url, "bad-answer", "no controller URL known")
+        return ProbeResult(NAME, url, "bad-answer", "no controller URL known")
     try:
         targets = [http.parse_target(u, DEFAULT_PORTS) for u in urls]
     except ValueError as exc:
-        return ProbeResult(BACKEND, shown, "bad-answer", f"controller URL unusable: {exc}")
+        return ProbeResult(NAME, shown, "bad-answer", f"controller URL unusable: {exc}")
     node = config.node or socket.gethostname()
     token = load_token(config.auth_json)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         context = ssl_context(config) if any(t.scheme == "https" for t in targets) else None
     except (OSError, ssl.SSLError) as exc:
-        return ProbeResult(BACKEND, shown, "tls", f"cannot load TLS material: {exc}")
+        return ProbeResult(NAME, shown, "tls", f"cannot load TLS material: {exc}")
 
     async def attempt(target: http.Target) -> ProbeResult:
         try:
             return await _probe_one(target, node, headers, context)
         except http.ProbeError as exc:
             return ProbeResult(
-                BACKEND, target.url, exc.status, exc.detail, time.monotonic() - started,
+                NAME, target.url, exc.status, exc.detail, time.monotonic() - started,
                 http_status=exc.http_status,
             )
 
@@ -155,18 +155,20 @@ async def probe(url: str, config: LinstorConfig, timeout: float) -> ProbeResult:
         return finished[0]
     where = ", ".join(t.url for i, t in enumerate(targets) if i not in finished)
     return ProbeResult(
-        BACKEND, where, "timeout", f"no complete answer from {where} within {timeout:g}s",
+        NAME, where, "timeout", f"no complete answer from {where} within {timeout:g}s",
         time.monotonic() - started,
     )
 
 
-async def probe_urls(urls: list[str], config: LinstorConfig, timeout: float) -> dict[str, ProbeResult]:
-    """Probe distinct controllers concurrently; one hung controller delays no other."""
-    unique = sorted(set(urls))
-    results = await asyncio.gather(*(probe(u, config, timeout) for u in unique))
-    return dict(zip(unique, results))
+class LinstorBackend:
+    """The LINSTOR controller a pool's URL names (the adaptor adds http:// and port
+    3370 when the pool's host field has none: LinstorStorageAdaptor)."""
+
+    name: str = NAME
+    schemes: tuple[str, ...] = ("http", "https")
+
+    async def probe(self, endpoint: str, config: Config, timeout: float) -> ProbeResult:
+        return await probe(endpoint, config.linstor, timeout)
 
 
-def probe_many(urls: list[str], config: LinstorConfig, timeout: float) -> dict[str, ProbeResult]:
-    return asyncio.run(probe_urls(urls, config, timeout)) if urls else {}
-
+BACKEND = LinstorBackend()
