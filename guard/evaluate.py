@@ -15,7 +15,7 @@ from guard.drivers import adaptor_pool_type, driver_for
 from guard.evidence import RECENT_S, probe_evidence, when
 from guard.failures import connection_lost, is_adaptor_backend_failure, is_stop_failure
 from guard.history import History, IncarnationRecord, PoolRecord
-from guard.model import CLOCK_SLACK_S, Evidence, Finding, LogEvent, Severity, Snapshot
+from guard.model import CLOCK_SLACK_S, UNIT_NOT_FOUND, Evidence, Finding, LogEvent, Severity, Snapshot
 from guard.record import detached
 from guard.stale import detached_held, stale_pools
 
@@ -53,6 +53,13 @@ def _agent_findings(snap: Snapshot) -> list[Finding]:
         if not snap.source_ok("agent-process"):
             return []
         evidence = [Evidence("agent-process", "no com.cloud.agent.AgentShell process runs")]
+        if snap.agent_unit_state == UNIT_NOT_FOUND:
+            evidence.append(Evidence("systemd", "the agent's unit is not installed (LoadState not-found)"))
+            return [Finding(
+                kind="agent-down", severity=Severity.CRITICAL, evidence=tuple(evidence),
+                action="cloudstack-agent is not installed on this host: install it, or set [agent] "
+                       "unit to the unit it runs as; the guard never installs or starts an agent",
+            )]
         if snap.agent_unit_state:
             evidence.append(Evidence("systemd", f"unit state {snap.agent_unit_state}"))
         restarting = snap.agent_unit_state.split("/")[-1] in RESTARTING_SUBSTATES

@@ -15,6 +15,10 @@ CLOCK_SLACK_S = 2.0
 clock ticks; a line written in the agent's first instants must still count as its own."""
 
 
+UNIT_NOT_FOUND = "not-found"
+"""Snapshot.agent_unit_state when systemd has no unit of that name: not installed."""
+
+
 class Severity(enum.IntEnum):
     """Nagios plugin states; the integer is the exit code."""
 

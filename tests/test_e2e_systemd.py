@@ -122,6 +122,9 @@ def test_no_restart_when_a_live_pools_backend_is_down(tmp_path, libvirtd):
     r = run("outage", tmp_path, libvirtd)
     assert r["finding"]["GUARD_SEVERITY"] == "CRITICAL" and "will not help" in r["finding"]["GUARD_ACTION"]
     assert r["agent1"] == r["agent0"] and r["restarts"] == [] and not r["stale"]
+    # Under a real systemd: the agent's unit as systemctl shows it, and one not installed.
+    assert r["agent_unit"] == [r["agent1"], "active/running"], r["agent_unit"]
+    assert r["absent_unit"] == [None, "not-found"], r["absent_unit"]
 
 
 def test_no_restart_during_storage_work_then_restart_once_it_ends(tmp_path, libvirtd):

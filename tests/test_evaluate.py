@@ -279,3 +279,13 @@ def test_agent_in_its_restart_gap_is_a_warning():
     assert kinds(evaluate(gap, History())) == [("agent-down", Severity.WARNING)]
     stopped = replace(snap(T0 + 10), agent=None, agent_unit_state="inactive/dead")
     assert kinds(evaluate(stopped, History())) == [("agent-down", Severity.CRITICAL)]
+
+
+def test_an_agent_that_is_not_installed_is_not_told_to_start():
+    """A fresh host with the guard but no cloudstack-agent: `systemctl start` would only
+    fail with 'Unit not found'."""
+    absent = replace(snap(T0 + 10), agent=None, agent_unit_state="not-found")
+    findings = evaluate(absent, History())
+    assert kinds(findings) == [("agent-down", Severity.CRITICAL)]
+    assert "not installed" in findings[0].action and "systemctl start" not in findings[0].action
+    assert any("not installed" in e.fact for e in findings[0].evidence)

@@ -18,7 +18,7 @@ from typing import Optional
 import psutil
 
 from guard.deadline import run_bounded
-from guard.model import AgentProcess, ChildProcess, Incarnation, SourceStatus
+from guard.model import UNIT_NOT_FOUND, AgentProcess, ChildProcess, Incarnation, SourceStatus
 from guard.sources.agentconf import AgentProperties
 
 MAIN_CLASS = "com.cloud.agent.AgentShell"
@@ -86,7 +86,8 @@ def _connection(tree: list[psutil.Process], props: Optional[AgentProperties]) ->
 
 
 def unit_state(unit: str) -> tuple[Optional[int], str]:
-    """(MainPID, "ActiveState/SubState") of the agent's unit when systemd runs this host.
+    """(MainPID, "ActiveState/SubState") of the agent's unit when systemd runs this host,
+    or "not-found" when systemd has no such unit (the agent is not installed).
 
     MainPID names the agent systemd would restart, whatever else carries the class name
     (a second copy started by hand, a test); the state tells a stopped agent from one in
@@ -95,7 +96,7 @@ def unit_state(unit: str) -> tuple[Optional[int], str]:
         return None, ""
     try:
         result = subprocess.run(
-            ["systemctl", "show", "--property=MainPID,ActiveState,SubState", unit],
+            ["systemctl", "show", "--property=MainPID,LoadState,ActiveState,SubState", unit],
             capture_output=True, text=True, timeout=SYSTEMCTL_TIMEOUT_S, check=False,
         )
     except (OSError, subprocess.SubprocessError):
@@ -103,6 +104,8 @@ def unit_state(unit: str) -> tuple[Optional[int], str]:
     if result.returncode != 0:
         return None, ""
     values = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    if values.get("LoadState") == "not-found":
+        return None, UNIT_NOT_FOUND
     pid = values.get("MainPID", "")
     state = f"{values.get('ActiveState', '')}/{values.get('SubState', '')}".strip("/")
     return (int(pid) if pid.isdigit() and int(pid) > 0 else None), state

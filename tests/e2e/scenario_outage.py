@@ -2,6 +2,7 @@
 
 import time
 
+from guard.sources.agent import unit_state
 from tests.e2e import common as c
 from tests.harness import nspawn
 
@@ -15,4 +16,5 @@ nspawn.write_result("outage", {
     "stale": c.guard_events("finding") and [e for e in c.guard_events("finding")
                                             if e.get("GUARD_KIND") == "stale-pool"],
     "restarts": c.guard_events("restart-requested"), "guard": c.guard_health(),
+    "agent_unit": unit_state(c.AGENT), "absent_unit": unit_state("cloudstack-agent-absent.service"),
 })
