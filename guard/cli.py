@@ -21,7 +21,8 @@ from guard.gates import read_gates
 from guard.history import History
 from guard.logsetup import FORMATS
 from guard.model import ProbeResult, Severity
-from guard.policy import Decision, close_breaker, decide, unconfirmed
+from guard.policy import Decision, decide, unconfirmed
+from guard.record import close_breaker
 from guard.remediate import carry_out
 from guard.report import (
     SERVICE,

@@ -8,7 +8,7 @@ plain frozen records so the code that updates them (guard.record) stays pure.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, fields, replace
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, Optional
 
 from guard.model import incarnation_key
@@ -217,22 +217,4 @@ def from_json(data: Any) -> History:
         server_version=_check("str", data.get("server_version", ""), "server_version"),
         last_disconnected_at=_check("Optional[float]", data.get("last_disconnected_at"),
                                     "last_disconnected_at"),
-    )
-
-
-def merge(disk: History, mine: History, base: History) -> History:
-    """What to write when another process (the daemon, `check`, an operator's
-    `restart-agent`) may have saved since we loaded `base`: our observations, but every
-    restart anyone recorded (rate limits must never forget one), and the breaker as the
-    other writer left it if it changed it."""
-    restarts = {r.at: r for r in disk.restarts}
-    restarts.update({r.at: r for r in mine.restarts})
-    breaker = mine
-    if (disk.breaker_open_since, disk.breaker_reason) != (base.breaker_open_since, base.breaker_reason):
-        breaker = disk
-    return replace(
-        mine,
-        restarts=tuple(sorted(restarts.values(), key=lambda r: r.at)),
-        breaker_open_since=breaker.breaker_open_since,
-        breaker_reason=breaker.breaker_reason,
     )

@@ -1,6 +1,6 @@
 """Judging one snapshot, the same way for `check`, `restart-agent`, the daemon and the
 model-based tests: fold it into the history, evaluate it, and judge the last restart by
-what is left (guard.policy.judge_last_restart opens the breaker for one that did not
+what is left (guard.record.judge_last_restart opens the breaker for one that did not
 help). Pure."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ from __future__ import annotations
 from guard.evaluate import evaluate
 from guard.history import History
 from guard.model import Finding, Snapshot
-from guard.policy import judge_last_restart
-from guard.record import record
+from guard.record import judge_last_restart, record
 
 
 def judge(snap: Snapshot, history: History, settle: float) -> tuple[list[Finding], History]:

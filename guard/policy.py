@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 from guard.config import RemediationConfig
@@ -19,7 +19,6 @@ from guard.history import History, RestartRecord
 from guard.model import ChildProcess, Finding, ManagementHost
 from guard.record import FROM_LISTING
 
-KEEP_RESTARTS = 50
 BUSY_HOST_STATES = {"Disconnected", "Connecting"}
 
 STORAGE_TOOLS = {"qemu-img", "rbd", "rados", "drbdadm", "drbdsetup", "iscsiadm", "multipath",
@@ -276,37 +275,3 @@ def decide(
     act = all(r.passed for r in readings)
     waits = [t for t in (turn_at, opens_at) if t is not None]
     return Decision(act, readings, max(waits) if waits and not act else None, fixable)
-
-
-def record_restart(history: History, record: RestartRecord) -> History:
-    restarts = (tuple(r for r in history.restarts if r.at != record.at) + (record,))[-KEEP_RESTARTS:]
-    return replace(history, restarts=restarts)
-
-
-def open_breaker(history: History, now: float, reason: str) -> History:
-    return replace(history, breaker_open_since=now, breaker_reason=reason)
-
-
-def close_breaker(history: History) -> History:
-    return replace(history, breaker_open_since=None, breaker_reason="")
-
-
-def judge_last_restart(history: History, findings: list[Finding], now: float, settle: float) -> History:
-    """A verified restart that left the same trouble behind did not help: open the breaker
-    so the guard stops restarting an agent it cannot fix. Close it once the condition is
-    gone, since then the next trouble is a new one."""
-    verified = [r for r in history.restarts if r.outcome == "verified"]
-    if verified and now - verified[-1].at >= settle:
-        last = verified[-1]
-        left = [f for f in findings if f.kind in ("stale-pool", "stop-failure")
-                and (f.pool_uuid in last.pools or f.kind == "stop-failure")]
-        if left:
-            reason = ("restart at " + time.strftime("%H:%M:%S", time.localtime(last.at)) +
-                      f" did not clear {left[0].kind} {left[0].pool_uuid or left[0].pool_type}")
-            history = record_restart(history, replace(last, outcome="did-not-help", detail=reason))
-            return open_breaker(history, now, reason)
-        history = record_restart(history, replace(last, outcome="helped"))
-    if history.breaker_open_since is not None and not any(
-            f.restart_helps or f.kind == "stop-failure" for f in findings):
-        history = close_breaker(history)
-    return history

@@ -1,5 +1,8 @@
-"""Folds one snapshot into the history: which pools the running agent holds, which were
-removed and when. Pure, so every rule of the evidence model can be tested without I/O.
+"""Every change to the history, in one place and pure: a snapshot folded in (`record`:
+which pools the running agent holds, which were removed and when), a restart and its
+outcome (`record_restart`), the judgement of the last restart and the circuit breaker
+(`judge_last_restart`, `open_breaker`, `close_breaker`), and what to write when another
+process saved meanwhile (`merge`). guard/store.py only loads and saves.
 
 The rules (DESIGN.md, "The evidence model"):
 - a pool is held by an incarnation if, after it started, the agent log shows it being
@@ -14,14 +17,16 @@ names hundreds of pools, and rebuilding tuples per event made this quadratic.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Optional
 
 from guard.drivers import canonical_type
-from guard.history import Held, History, IncarnationRecord, PoolRecord
-from guard.model import CLOCK_SLACK_S, LogEvent, Snapshot
+from guard.history import Held, History, IncarnationRecord, PoolRecord, RestartRecord
+from guard.model import CLOCK_SLACK_S, Finding, LogEvent, Snapshot
 
 KEEP_INCARNATIONS = 10
+KEEP_RESTARTS = 50
 FORGET_REMOVED_AFTER_S = 30 * 86400
 
 DETACHED_STATES = {"maintenance", "prepareformaintenance", "errorinmaintenance", "removed"}
@@ -243,3 +248,57 @@ def record(history: History, snap: Snapshot) -> History:
                          key=lambda p: p.uuid))
     return replace(history, pools=pools, incarnations=tuple(kept_incarnations),
                    server_version=work.server_version, last_disconnected_at=work.last_disconnected_at)
+
+
+# ------------------------------------------------------- restarts, the breaker, writers
+
+def record_restart(history: History, record: RestartRecord) -> History:
+    restarts = (tuple(r for r in history.restarts if r.at != record.at) + (record,))[-KEEP_RESTARTS:]
+    return replace(history, restarts=restarts)
+
+
+def open_breaker(history: History, now: float, reason: str) -> History:
+    return replace(history, breaker_open_since=now, breaker_reason=reason)
+
+
+def close_breaker(history: History) -> History:
+    return replace(history, breaker_open_since=None, breaker_reason="")
+
+
+def judge_last_restart(history: History, findings: list[Finding], now: float, settle: float) -> History:
+    """A verified restart that left the same trouble behind did not help: open the breaker
+    so the guard stops restarting an agent it cannot fix. Close it once the condition is
+    gone, since then the next trouble is a new one."""
+    verified = [r for r in history.restarts if r.outcome == "verified"]
+    if verified and now - verified[-1].at >= settle:
+        last = verified[-1]
+        left = [f for f in findings if f.kind in ("stale-pool", "stop-failure")
+                and (f.pool_uuid in last.pools or f.kind == "stop-failure")]
+        if left:
+            reason = ("restart at " + time.strftime("%H:%M:%S", time.localtime(last.at)) +
+                      f" did not clear {left[0].kind} {left[0].pool_uuid or left[0].pool_type}")
+            history = record_restart(history, replace(last, outcome="did-not-help", detail=reason))
+            return open_breaker(history, now, reason)
+        history = record_restart(history, replace(last, outcome="helped"))
+    if history.breaker_open_since is not None and not any(
+            f.restart_helps or f.kind == "stop-failure" for f in findings):
+        history = close_breaker(history)
+    return history
+
+
+def merge(disk: History, mine: History, base: History) -> History:
+    """What to write when another process (the daemon, `check`, an operator's
+    `restart-agent`) may have saved since we loaded `base`: our observations, but every
+    restart anyone recorded (rate limits must never forget one), and the breaker as the
+    other writer left it if it changed it."""
+    restarts = {r.at: r for r in disk.restarts}
+    restarts.update({r.at: r for r in mine.restarts})
+    breaker = mine
+    if (disk.breaker_open_since, disk.breaker_reason) != (base.breaker_open_since, base.breaker_reason):
+        breaker = disk
+    return replace(
+        mine,
+        restarts=tuple(sorted(restarts.values(), key=lambda r: r.at)),
+        breaker_open_since=breaker.breaker_open_since,
+        breaker_reason=breaker.breaker_reason,
+    )

@@ -19,7 +19,8 @@ from typing import Any, Callable, Optional
 from guard.config import Config
 from guard.history import History, RestartRecord
 from guard.model import AgentProcess, Incarnation
-from guard.policy import Decision, open_breaker, record_restart
+from guard.policy import Decision
+from guard.record import open_breaker, record_restart
 from guard.sources.agent import find_agent
 from guard.sources.agentconf import read_agent_properties
 from guard.sources.management import read_management

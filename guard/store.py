@@ -16,8 +16,9 @@ import time
 from collections.abc import Iterator
 
 from guard.atomic import write_atomic
-from guard.history import History, from_json, merge, to_json
+from guard.history import History, from_json, to_json
 from guard.model import SourceStatus
+from guard.record import merge
 
 FILE_NAME = "history.json"
 LOCK_NAME = "history.lock"

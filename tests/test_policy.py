@@ -11,10 +11,10 @@ from guard.policy import (
     ClusterView,
     InFlight,
     decide,
-    judge_last_restart,
     next_opening,
     turn,
 )
+from guard.record import judge_last_restart
 
 NOW = 1_700_000_000.0
 POOL = "11111111-2222-3333-4444-555555555555"

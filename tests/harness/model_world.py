@@ -37,9 +37,8 @@ from guard.policy import (
     Decision,
     InFlight,
     decide,
-    record_restart,
 )
-from guard.record import record
+from guard.record import record, record_restart
 from tests.emulators.agent_model import ADAPTOR, LINSTOR, STORPOOL, AgentModel
 
 T0 = 1_700_000_000.0
