@@ -6,21 +6,9 @@ from __future__ import annotations
 
 import time
 
+from tests.harness.agent_lines import LINSTOR_STOP_FAILURE
 from tests.harness.host import API_KEY, API_SECRET, PROBE_TIMEOUT_S
 from tests.harness.libvirtd import define_netfs_pool
-
-LINSTOR_STOP_FAILURE = """\
-{ts} WARN  [cloud.agent.Agent] (agentRequest-Handler-3:null) (logid:5e1f2a3b) Caught:
-javax.ws.rs.ProcessingException: java.net.ConnectException: Connection refused (Connection refused)
-\tat org.glassfish.jersey.client.internal.HttpUrlConnector.apply(HttpUrlConnector.java:260)
-\tat org.glassfish.jersey.client.ClientRuntime.invoke(ClientRuntime.java:254)
-\tat com.linbit.linstor.api.DevelopersApi.viewResources(DevelopersApi.java:1200)
-\tat com.cloud.hypervisor.kvm.storage.LinstorStorageAdaptor.disconnectPhysicalDiskByPath(LinstorStorageAdaptor.java:420)
-\tat com.cloud.hypervisor.kvm.storage.KVMStoragePoolManager.disconnectPhysicalDiskByPath(KVMStoragePoolManager.java:170)
-\tat com.cloud.hypervisor.kvm.resource.LibvirtComputingResource.cleanupDisk(LibvirtComputingResource.java:3150)
-\tat com.cloud.hypervisor.kvm.resource.wrapper.LibvirtStopCommandWrapper.execute(LibvirtStopCommandWrapper.java:120)
-\tat com.cloud.agent.Agent.processRequest(Agent.java:660)
-"""
 
 
 def stale(run):

@@ -10,10 +10,9 @@ import time
 
 import pytest
 
+from tests.harness.agent_lines import LINSTOR_STOP_FAILURE, create
 from tests.harness.daemon import RunningDaemon
 from tests.harness.libvirtd import define_dir_pool
-from tests.harness.storpool_lines import create
-from tests.test_check_scenarios import LINSTOR_STOP_FAILURE
 
 NFS_UUID = "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
 

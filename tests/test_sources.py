@@ -16,18 +16,17 @@ import pytest
 
 from guard import store
 from guard.config import Credentials, ManagementConfig
-from guard.history import SCHEMA_VERSION, Held, History, IncarnationRecord, PoolRecord
+from guard.history import SCHEMA_VERSION, Held, History
 from guard.sources.agent import find_agent
 from guard.sources.agentconf import AgentProperties, agent_properties
 from guard.sources.libvirt import parse_pool_xml, read_libvirt_pools
 from guard.sources.management import read_management
 from guard.urls import without_userinfo
 from tests.emulators.management import ManagementEmulator
+from tests.harness.histories import UUID_A, UUID_B, sample_history
 from tests.harness.libvirtd import define_dir_pool, define_netfs_pool
 from tests.harness.unprivileged import python_as_nobody
 
-UUID_A = "3d2c1b0a-1111-4222-8333-944445555666"
-UUID_B = "4e3d2c1b-2222-4333-8444-a55556666777"
 KEY, SECRET = "src-key-1d9f", "src-secret-88aa"
 
 TEST_DRIVER_XML = f"""<node>
@@ -227,15 +226,6 @@ def test_no_agent():
 
 # -------------------------------------------------------------------- history
 
-def sample_history() -> History:
-    return History(
-        pools=(PoolRecord(UUID_A, "Linstor", url="http://c:3370", first_listed=1.0, removed_at=5.0,
-                          removed_via="test"),),
-        incarnations=(IncarnationRecord(42, 100.5, 101.0, held=(Held(UUID_A, 102.0, "log"),),
-                                        dropped=(UUID_B,)),),
-    )
-
-
 def test_history_round_trip_and_private_dir(tmp_path):
     state = tmp_path / "state"
     store.save(str(state), sample_history())
@@ -259,7 +249,7 @@ def test_history_write_is_atomic(tmp_path):
     """A reader never sees a partial file while the writer replaces it."""
     store.save(str(tmp_path), sample_history())
     writer = subprocess.Popen([sys.executable, "-c", (
-        "import sys\nfrom guard import store as s\nfrom tests.test_sources import sample_history\n"
+        "import sys\nfrom guard import store as s\nfrom tests.harness.histories import sample_history\n"
         "for _ in range(300): s.save(sys.argv[1], sample_history())\n"), str(tmp_path)],
         cwd=Path(__file__).resolve().parents[1])
     reads = 0

@@ -9,9 +9,9 @@ import os
 from guard.model import Severity
 from guard.sources.storpoollog import StorPoolLog
 from tests.emulators.agent_model import STORPOOL
+from tests.harness.agent_lines import create, sp_line
 from tests.harness.model_world import World
 from tests.harness.snapshots import OK_SOURCES, T0, kinds, run, snap
-from tests.harness.storpool_lines import create, sp_line
 
 SP = "ssd-Template;5f0e8c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b"
 OTHER = "hdd;0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
