@@ -213,8 +213,10 @@ def _gate_cluster(
     busy = peers_busy(cluster)
     if busy:
         names = ", ".join(f"{h.name} {h.state}" for h in busy)
+        # In its own turn the host looks again soon (the peer may be Up before the turn
+        # ends); otherwise its next turn is the earliest it could act.
         return GateReading("cluster", False, f"another host of this cluster is not Up: {names}; "
-                           f"waiting for this host's next turn ({place})"), following
+                           f"waiting for this host's next turn ({place})"), None if mine else following
     if not mine and wait_turn and not force:
         return GateReading("cluster", False, f"staggered: this host's turn ({place}) starts in "
                            f"{following - now:.1f}s", kind="staggered"), following
