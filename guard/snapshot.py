@@ -8,6 +8,8 @@ rule.
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -56,6 +58,17 @@ def running_version(events: Sequence[LogEvent], agent: Optional[AgentProcess]) -
     return ""
 
 
+def in_time_order(
+    agent_log: tuple[LogEvent, ...], storpool_log: tuple[LogEvent, ...]
+) -> tuple[LogEvent, ...]:
+    """The two logs as one sequence by time, each keeping its own order: the history is
+    folded event by event, and a drop in one log must not be undone by an older add in
+    the other. A line without a time stays where its own log put it."""
+    if not storpool_log:
+        return agent_log
+    return tuple(heapq.merge(agent_log, storpool_log, key=lambda e: -math.inf if e.ts is None else e.ts))
+
+
 def build_snapshot(config: Config, hostname: str, readings: Readings, now: float) -> Snapshot:
     """`hostname` is this host's name; LINSTOR knows the host by `[linstor] node` when
     that is set."""
@@ -70,7 +83,7 @@ def build_snapshot(config: Config, hostname: str, readings: Readings, now: float
         management_pools=readings.management_pools,
         management_elsewhere=readings.management_elsewhere,
         listed_at=readings.listed_at,
-        log_events=readings.agent_log + readings.storpool_log,
+        log_events=in_time_order(readings.agent_log, readings.storpool_log),
         probes=readings.probes,
         sources=readings.sources,
     )

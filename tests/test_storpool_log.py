@@ -105,3 +105,30 @@ def test_model_a_removed_storpool_pool_is_still_found_after_the_history_is_lost(
     world.check()
     assert [(f.kind, f.pool_uuid, f.severity) for f in world.last_findings] == [
         ("stale-pool", uuid, Severity.WARNING)]
+
+
+def test_a_pool_resent_at_every_reconnect_is_kept_as_its_first_and_latest_line(tmp_path):
+    """The agent re-logs each pool at every reconnect for the life of the JVM: the reader
+    keeps what the history needs (since when, and the latest) and stays small."""
+    log = tmp_path / "storpool-agent.log"
+    write(log, *(create(T0 + n, SP) for n in range(1, 500)), create(T0 + 600, OTHER))
+    events, status = StorPoolLog(str(log)).read(T0)
+    assert [(e.pool_uuid, round(e.ts - T0)) for e in events] == [(SP, 1), (SP, 499), (OTHER, 600)]
+    assert "2 StorPool pool(s)" in status.detail
+
+
+def test_a_drop_in_the_agent_log_is_not_undone_by_an_older_storpool_line():
+    """The two logs are folded in time order: StorPool's create at +5, the agent's
+    DeleteStoragePoolCommand for it at +50 (a 4.19 agent drops it from the HA monitor)."""
+    from guard.model import LogEvent
+    from guard.snapshot import in_time_order
+
+    created = LogEvent("pool-add", T0 + 5, "storpool-agent.log", 0, pool_uuid=SP, pool_type="StorPool",
+                       adaptor="StorPoolStorageAdaptor", detail="StorPoolStorageAdaptor.createStoragePool")
+    deleted = LogEvent("pool-delete-command", T0 + 50, "agent.log", 7, pool_uuid=SP, pool_type="StorPool")
+    started = LogEvent("agent-start", T0 + 1, "agent.log", 1)
+    merged = in_time_order((started, deleted), (created,))
+    assert merged == (started, created, deleted)
+    _, history = run([snap(T0 + 60, [], events=merged)])
+    current = history.incarnations[-1]
+    assert SP in current.dropped

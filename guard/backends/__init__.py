@@ -22,7 +22,10 @@ def backend_named(name: Optional[str]) -> Optional[Backend]:
 
 
 def backend_for_url(url: str) -> Optional[Backend]:
-    scheme = urlsplit(url.split(",", 1)[0].strip()).scheme.lower() if "://" in url else "http"
+    """By the scheme of the URL's first entry (a comma list names HA controllers); an
+    entry without one is a bare host:port, as CloudStack stores LINSTOR's."""
+    first = url.split(",", 1)[0].strip()
+    scheme = urlsplit(first).scheme.lower() if "://" in first else "http"
     return next((b for b in BACKENDS.values() if scheme in b.schemes), None)
 
 

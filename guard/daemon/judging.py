@@ -13,6 +13,7 @@ from typing import Callable, Optional
 
 from guard import notify
 from guard import store as history_store
+from guard.backoff import Backoff
 from guard.evaluate import overall
 from guard.gates import read_gates
 from guard.history import History
@@ -28,6 +29,7 @@ from .state import State
 COALESCE_S = 0.005
 """Changes arriving together (a pool event and the listing it triggers) are judged once."""
 RETRY_REFUSED_S = 2.0
+RETRY_REFUSED_CAP_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Judging:
         self.counters = Counters()
         self.metrics_server = MetricsServer()
         self.textfile_problem = ""
+        self.refused_backoff = Backoff(RETRY_REFUSED_S, RETRY_REFUSED_CAP_S)
 
     async def loop(self, first_full: Callable[[], None]) -> None:
         rt = self.rt
@@ -160,31 +163,35 @@ class Judging:
         await self.save(state.history, force=True)
         gates = await rt.in_thread(read_gates, rt.config, state.agent, snap.management_host, state.props)
         if gates.agent_gone:
-            # The JVM this was judged on is gone, and its caches with it: judging again on
-            # the one that runs now, not restarting that one for them.
-            rt.dirty.set()
+            # The JVM this was judged on is gone, and its caches with it: the agent watcher
+            # sees the one that runs now within a second and has it judged, not restarted
+            # for the old one's caches.
             return
         state.agent = gates.agent
         decision = decide(findings, rt.config.mode, rt.config.remediation, state.history, time.time(),
                           gates.in_flight, gates.cluster, cluster_problem=gates.cluster_problem)
-        self._log_decision(decision)
+        if self._log_decision(decision):
+            self.refused_backoff.reset()
         if decision.act:
             self.restarting = True
             rt.own(self.restart(decision))
             return
-        retry = RETRY_REFUSED_S
+        # A refusal that names when it can turn is looked at then; one that does not (work
+        # in flight, the cluster unreadable) is looked at again less and less often.
         if decision.wait_until is not None:
             retry = max(0.05, decision.wait_until - time.time())
+        else:
+            retry = self.refused_backoff.next()
         if decision.refused_by and decision.refused_by.gate in ("in-flight", "cluster", "window"):
             asyncio.get_running_loop().call_later(retry, rt.dirty.set)
 
-    def _log_decision(self, decision: Decision) -> None:
-        """Logged when it changes, not on every re-check of the same refusal."""
+    def _log_decision(self, decision: Decision) -> bool:
+        """Logged when it changes, not on every re-check of the same refusal; True then."""
         refused = decision.refused_by
         key = LastDecision(decision.act, refused.gate if refused else "", refused.key if refused else "",
                            decision.pools)
         if key == self.last_decision:
-            return
+            return False
         self.last_decision = key
         if refused:
             self.counters.refusals[refused.gate] += 1
@@ -193,6 +200,7 @@ class Judging:
                      gates="; ".join(f"{r.gate}={'pass' if r.passed else 'REFUSE'} ({r.reading})"
                                      for r in decision.readings),
                      level="warning" if decision.act else "info")
+        return True
 
     async def restart(self, decision: Decision) -> None:
         rt = self.rt

@@ -24,7 +24,14 @@ LIBVIRT_STABLE_S = 30.0
 back-off over. One that drops sooner (a driver that closes at once) keeps backing off."""
 
 
+UNREACHABLE, DROPPED, ERROR, CONNECTED = "libvirt-unreachable", "libvirt-disconnected", "libvirt-error", \
+    "libvirt-connected"
+
+
 async def watch_libvirt(rt: Runtime, state: State) -> None:
+    """A connection that keeps dropping before it is stable is said once (connected,
+    then disconnected), not at every cycle: its keys are forgotten only once a session
+    lasted LIBVIRT_STABLE_S, or the warning repeats after a few minutes with its count."""
     import libvirt
 
     quiet_libvirt()
@@ -36,7 +43,8 @@ async def watch_libvirt(rt: Runtime, state: State) -> None:
         except libvirt.libvirtError as exc:
             problem = f"{uri}: {str(exc).splitlines()[0]}"
             state.mark("libvirt", SourceStatus("libvirt", False, problem))
-            rt.warn_once("libvirt", "libvirt-unreachable", problem, uri=uri)
+            if rt.warn_once(UNREACHABLE, UNREACHABLE, problem, uri=uri):
+                rt.repeats.clear(CONNECTED)
             await rt.sleep(backoff.next())
             continue
         began = time.monotonic()
@@ -45,9 +53,12 @@ async def watch_libvirt(rt: Runtime, state: State) -> None:
             return
         if time.monotonic() - began >= LIBVIRT_STABLE_S:
             backoff.reset()
+            for key in (DROPPED, ERROR):
+                rt.repeats.clear(key)
         problem = f"{uri}: connection closed"
         state.mark("libvirt", SourceStatus("libvirt", False, problem))
-        rt.warn_once("libvirt", "libvirt-disconnected", problem, uri=uri)
+        if rt.warn_once(DROPPED, DROPPED, problem, uri=uri):
+            rt.repeats.clear(CONNECTED)
         await rt.sleep(backoff.next())
 
 
@@ -73,14 +84,14 @@ async def _session(rt: Runtime, state: State, libvirt: Any, conn: Any, uri: str)
         conn.registerCloseCallback(on_close, None)
         callback = conn.storagePoolEventRegisterAny(
             None, libvirt.VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE, on_pool, None)
-        rt.emit("libvirt-connected", uri=uri, **rt.after_failures("libvirt"))
+        rt.say_once(CONNECTED, CONNECTED, uri, uri=uri, **rt.after_failures(UNREACHABLE))
         await refresh_pools(rt, state)
         waits = {rt.own(rt.stopping.wait()), rt.own(closed.wait())}
         _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
     except libvirt.libvirtError as exc:
-        rt.warn_once("libvirt", "libvirt-error", str(exc).splitlines()[0], uri=uri)
+        rt.warn_once(ERROR, ERROR, str(exc).splitlines()[0], uri=uri)
     finally:
         if callback is not None:
             with contextlib.suppress(libvirt.libvirtError):

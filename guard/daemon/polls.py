@@ -44,7 +44,11 @@ async def poll_management(rt: Runtime, state: State) -> None:
             backoff.reset()
         state.mark("management", status)
         rt.probe_now.set()
-        interval = jittered(management.poll_interval) if status.ok else backoff.next()
+        if not status.ok:
+            # No early look to confirm an absence: a failing server is asked less often.
+            await rt.sleep(backoff.next())
+            continue
+        interval = jittered(management.poll_interval)
         soonest = min(CONFIRM_AFTER_S, interval)
         await rt.sleep(soonest)
         rt.confirm_now.clear()

@@ -43,14 +43,18 @@ class Runtime:
         level = fields.pop("level", "info")
         getattr(self.log, level)(event, **fields)
 
-    def warn_once(self, key: str, event: str, text: str, **fields: Any) -> None:
+    def say_once(self, key: str, event: str, text: str, **fields: Any) -> bool:
         """Said once; said again when `text` changes, or every few minutes with the count
-        of the repeats that went unsaid (guard/backoff.py)."""
+        of the repeats that went unsaid (guard/backoff.py). True when it was said."""
         unsaid = self.repeats.say(key, f"{event}: {text}")
         if unsaid is None:
-            return
+            return False
+        self.emit(event, **({"repeated": unsaid} if unsaid else {}), **fields)
+        return True
+
+    def warn_once(self, key: str, event: str, text: str, **fields: Any) -> bool:
         fields.setdefault("level", "warning")
-        self.emit(event, error=text, **({"repeated": unsaid} if unsaid else {}), **fields)
+        return self.say_once(key, event, text, error=text, **fields)
 
     def after_failures(self, key: str) -> dict[str, int]:
         """The condition behind `key` ended: how many of its warnings went unsaid."""

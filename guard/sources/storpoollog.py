@@ -29,6 +29,7 @@ from typing import BinaryIO, Optional
 from guard.model import LogEvent, SourceStatus, pool_id
 
 SOURCE_NAME = "storpool-log"
+ADAPTOR = "StorPoolStorageAdaptor"
 MAX_SCAN_BYTES = 256 * 1024 * 1024
 _BLOCK = 1024 * 1024
 _MARK = b"StorPoolStorageAdaptor.createStoragePool: uuid="
@@ -86,7 +87,7 @@ def _event(line: bytes, path: str, offset: int) -> Optional[LogEvent]:
     if not uuid or ts is None:
         return None
     return LogEvent("pool-add", ts, path, offset, pool_uuid=pool_id(uuid), pool_type="StorPool",
-                    detail="StorPoolStorageAdaptor.createStoragePool")
+                    adaptor=ADAPTOR, detail=f"{ADAPTOR}.createStoragePool")
 
 
 def _scan(stream: BinaryIO, start: int, since: float, path: str) -> tuple[list[LogEvent], int, bool]:
@@ -149,8 +150,22 @@ class StorPoolLog:
         except OSError as exc:
             return list(self.events), SourceStatus(SOURCE_NAME, False,
                                                    f"cannot read {self.path}: {exc.strerror or exc}")
-        self.events += new
-        detail = f"{len(self.events)} StorPool pool(s) given to the agent since it started"
+        self.events = _first_and_last(self.events + new)
+        pools = len({e.pool_uuid for e in self.events})
+        detail = f"{pools} StorPool pool(s) given to the agent since it started"
         if more:
-            detail += f"; {MAX_SCAN_BYTES // 2**20} MiB read, the rest on the next read"
+            detail += (f"; stopped after {MAX_SCAN_BYTES // 2**20} MiB, later lines not read "
+                       "(the daemon reads on; check reads this much each time)")
         return list(self.events), SourceStatus(SOURCE_NAME, True, detail)
+
+
+def _first_and_last(events: list[LogEvent]) -> list[LogEvent]:
+    """Each pool's first line (since when it is held) and its latest (a re-send after a
+    removal): the agent re-logs every pool at each reconnect, for the life of the JVM."""
+    first: dict[str, LogEvent] = {}
+    last: dict[str, LogEvent] = {}
+    for event in events:
+        first.setdefault(event.pool_uuid, event)
+        last[event.pool_uuid] = event
+    kept = {id(e) for e in first.values()} | {id(e) for e in last.values()}
+    return [e for e in events if id(e) in kept]

@@ -103,7 +103,8 @@ class World:
             if self.model.pools[uuid].type == STORPOOL:
                 self.now += 0.5
                 self.log.append(LogEvent("pool-add", self.now, STORPOOL_LOG, len(self.log) + 1, pool_uuid=uuid,
-                                         pool_type=STORPOOL, detail="StorPoolStorageAdaptor.createStoragePool"))
+                                         pool_type=STORPOOL, adaptor="StorPoolStorageAdaptor",
+                                         detail="StorPoolStorageAdaptor.createStoragePool"))
 
     def apply(self, event: str, *args: object) -> None:
         """One model event, with the INFO lines the agent writes for it."""
