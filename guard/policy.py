@@ -107,7 +107,8 @@ def turn(
     ordered = sorted(set(host_ids) | {this_host_id}, key=_digest)
     hosts, rank = len(ordered), ordered.index(this_host_id)
     current = math.floor(now / slot)
-    mine = current % hosts == rank and now - current * slot < slot * TURN_FRACTION
+    # A host alone in its cluster has every slot: there is no one to collide with.
+    mine = hosts == 1 or (current % hosts == rank and now - current * slot < slot * TURN_FRACTION)
     following = current + 1 + (rank - current - 1) % hosts
     return mine, following * slot, rank, hosts
 
@@ -202,7 +203,10 @@ def peers_busy(cluster: ClusterView) -> list[ManagementHost]:
 
 def _gate_cluster(
     cluster: Optional[ClusterView], problem: str, now: float, slot: float, force: bool, wait_turn: bool,
+    window_open: bool,
 ) -> tuple[GateReading, Optional[float]]:
+    """Outside a maintenance window the turn is not waited for here: the window refuses
+    (and names when it opens), and the turn is judged once it is open."""
     if problem:
         return GateReading("cluster", False, f"cannot read the cluster's hosts: {problem}"), None
     if cluster is None:
@@ -217,10 +221,12 @@ def _gate_cluster(
         # ends); otherwise its next turn is the earliest it could act.
         return GateReading("cluster", False, f"another host of this cluster is not Up: {names}; "
                            f"waiting for this host's next turn ({place})"), None if mine else following
-    if not mine and wait_turn and not force:
+    if not mine and wait_turn and not force and window_open:
         return GateReading("cluster", False, f"staggered: this host's turn ({place}) starts in "
                            f"{following - now:.1f}s", kind="staggered"), following
     turn_text = f"this host's turn ({place})" if mine else "no turn waited for"
+    if not mine and not window_open:
+        turn_text = f"its turn ({place}) is judged once a window opens"
     return GateReading("cluster", True, f"all {hosts} host(s) of the cluster Up; {turn_text}"), None
 
 
@@ -263,9 +269,9 @@ def decide(
     stagger slot, not a busy peer. `wait_until` is the earliest moment a refusal by the
     cluster or window gate could turn: no look before it can act."""
     finding, fixable = _gate_finding(findings, force, history)
-    cluster_reading, turn_at = _gate_cluster(
-        cluster, cluster_problem, now, config.stagger_slot, force, wait_turn)
     window_reading, opens_at = _gate_window(config.windows, now, force)
+    cluster_reading, turn_at = _gate_cluster(
+        cluster, cluster_problem, now, config.stagger_slot, force, wait_turn, window_reading.passed)
     readings = (
         finding,
         _gate_mode(mode, force),

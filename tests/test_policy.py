@@ -163,3 +163,22 @@ def test_no_second_restart_before_the_first_is_judged():
     assert refused.gate == "rate" and "whether the last restart helped" in refused.reading
     judged = History(restarts=(RestartRecord(NOW - 20, "r", 1, pools=(POOL,), outcome="helped"),))
     assert run(history=judged, config=config).act
+
+
+def test_outside_a_window_the_window_refuses_and_the_turn_is_judged_once_it_opens():
+    """The operator is told the window is the reason (it names when it opens), not a
+    stagger slot that would come round long before it."""
+    ids = ("host-a", "host-b")
+    start = NOW - NOW % 30.0
+    other = next(h for h in ids if h != owner(ids, start + 1.0))
+    minute = time.localtime(start).tm_hour * 60 + time.localtime(start).tm_min
+    later = RemediationConfig(windows=(((minute + 60) % 1440, (minute + 61) % 1440),), stagger_slot=30)
+    refused = run(cluster=ClusterView(other, tuple(host(h) for h in ids)), now=start + 1.0, config=later)
+    assert refused.refused_by.gate == "window" and gates(refused)["cluster"]
+    assert refused.wait_until == next_opening(start + 1.0, later.windows)
+
+
+def test_a_host_alone_in_its_cluster_has_every_slot():
+    alone = ClusterView("solo", (host("solo"),))
+    for offset in (0.0, 14.0, 16.0, 29.9):
+        assert run(cluster=alone, now=NOW - NOW % 30.0 + offset).act
