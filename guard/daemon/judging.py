@@ -22,6 +22,7 @@ from guard.metrics import Counters, MetricsServer, exposition, write_textfile
 from guard.model import Finding, Snapshot, SourceStatus
 from guard.policy import Decision, decide, unconfirmed
 from guard.remediate import carry_out
+from guard.stale import HEARTBEAT_RETRY_SLEEP_S
 
 from .runtime import Runtime
 from .state import State
@@ -29,7 +30,10 @@ from .state import State
 COALESCE_S = 0.005
 """Changes arriving together (a pool event and the listing it triggers) are judged once."""
 RETRY_REFUSED_S = 2.0
-RETRY_REFUSED_CAP_S = 60.0
+RETRY_REFUSED_CAP_S = HEARTBEAT_RETRY_SLEEP_S
+"""No slower than the HA monitor's retry sleep (kvm.heartbeat.retry.sleep, 10 s by
+default): work in flight that ends while a heartbeat fails must leave time to restart
+before its last try."""
 
 
 @dataclass(frozen=True)
