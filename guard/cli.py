@@ -31,6 +31,7 @@ from guard.report import (
     finding_line,
     json_doc,
     probe_json,
+    probe_severity,
     probe_text,
     text,
 )
@@ -149,9 +150,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         supported = ", ".join(f"{s}://" for b in BACKENDS.values() for s in b.schemes)
         return _unknown(f"{url}: no backend probes this scheme; supported: {supported}", args.json)
     result: ProbeResult = asyncio.run(backend.probe(url, config, config.probes.timeout))
-    severity = Severity.OK if result.reachable else Severity.CRITICAL
     print(json.dumps(probe_json(result), indent=2) if args.json else probe_text(result))
-    return int(severity)
+    return int(probe_severity(result))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

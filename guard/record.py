@@ -21,7 +21,7 @@ import time
 from dataclasses import replace
 from typing import Optional
 
-from guard.drivers import canonical_type
+from guard.drivers import canonical_type, driver_for
 from guard.history import Held, History, IncarnationRecord, PoolRecord, RestartRecord
 from guard.model import CLOCK_SLACK_S, Finding, LogEvent, Snapshot
 
@@ -44,8 +44,6 @@ RECONNECT_KINDS = {"agent-connected"}
 each such line means the agent was cut off from the server just before."""
 DROP_KINDS = {"pool-remove", "pool-delete-command"}
 STORPOOL_LOG_NAME = "storpool-agent.log"
-STORPOOL_ADAPTOR = "StorPoolStorageAdaptor"
-"""The adaptor named on the pool-add events read from StorPool's own log."""
 LISTING = "management server no longer lists it"
 LEFT_SCOPE = "the management server has it outside this host's scope now"
 FROM_LISTING = (LISTING, LEFT_SCOPE)
@@ -173,7 +171,7 @@ def _record_log(work: _Work) -> None:
 
 def _told_by(event: LogEvent) -> str:
     """Which log said so: StorPool's adaptor keeps its own (guard/sources/storpoollog.py)."""
-    if event.kind == "pool-add" and event.adaptor == STORPOOL_ADAPTOR:
+    if event.kind == "pool-add" and event.adaptor and event.adaptor == driver_for(event.pool_type).adaptor:
         return f"{STORPOOL_LOG_NAME}: {event.detail}"
     return f"agent log ({event.kind})"
 

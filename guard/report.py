@@ -185,8 +185,12 @@ def analyze_text(analysis: Analysis, findings: list[Finding], elapsed: float) ->
     return "\n".join(lines)
 
 
+def probe_severity(result: ProbeResult) -> Severity:
+    return Severity.OK if result.reachable else Severity.CRITICAL
+
+
 def _probe_finding(result: ProbeResult) -> Finding:
-    severity = Severity.OK if result.reachable else Severity.CRITICAL
+    severity = probe_severity(result)
     return Finding("probe", severity, (Evidence(f"probe {result.backend}", result.detail),),
                    "none" if result.reachable else "check the controller and the network path")
 
@@ -202,6 +206,6 @@ def probe_json(result: ProbeResult) -> dict[str, Any]:
 
 
 def probe_text(result: ProbeResult) -> str:
-    severity = _probe_finding(result).severity
+    severity = probe_severity(result)
     return (f"{SERVICE} {severity.name} - {result.target}: {result.status}, {result.detail} "
             f"| time={result.latency_s:.3f}s;;;0")

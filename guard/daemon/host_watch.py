@@ -8,6 +8,7 @@ import os
 import time
 from typing import Optional
 
+from guard.collect import LOG_LOOKBACK_WITHOUT_AGENT_S
 from guard.follow import Follower
 from guard.model import CLOCK_SLACK_S, AgentProcess, LogEvent, SourceStatus
 from guard.sources.agent import find_agent, inspect_agent, status_of, unit_state
@@ -27,7 +28,6 @@ decision reads them fresh anyway, so this only refreshes agent-disconnected."""
 LOG_POLL_S = 0.05
 LOG_QUIET_FLUSH_S = 0.1
 STORPOOL_LOG_POLL_S = 1.0
-LOG_LOOKBACK_WITHOUT_AGENT_S = 3600.0
 
 
 def same_process(agent: AgentProcess) -> bool:

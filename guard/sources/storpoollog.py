@@ -26,10 +26,11 @@ import re
 import time
 from typing import BinaryIO, Optional
 
+from guard.drivers import driver_for
 from guard.model import LogEvent, SourceStatus, pool_id
 
 SOURCE_NAME = "storpool-log"
-ADAPTOR = "StorPoolStorageAdaptor"
+ADAPTOR = driver_for("StorPool").adaptor
 MAX_SCAN_BYTES = 256 * 1024 * 1024
 _BLOCK = 1024 * 1024
 _MARK = b"StorPoolStorageAdaptor.createStoragePool: uuid="
