@@ -29,7 +29,7 @@ demo: deps venv
 
 bench: venv
 	$(PY) benchmarks/run.py
-	GUARD_MODEL_EXAMPLES=3000 GUARD_MODEL_RANDOM=1 $(PY) -m pytest -q tests/test_decision_model.py
+	GUARD_MODEL_EXAMPLES=3000 GUARD_MODEL_RANDOM=1 $(PY) -m pytest -q tests/unit/test_decision_model.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

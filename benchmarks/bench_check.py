@@ -1,7 +1,7 @@
 """`cloudstack-guard check` wall time on a healthy host: is one pass cheap enough for a
 monitoring system to run it every minute?
 
-Builds a whole fake KVM host on loopback (tests.harness.host.GuardHost): a private
+Builds a whole fake KVM host on loopback (tests.support.host.GuardHost): a private
 libvirtd in a temporary directory, the LINSTOR and management-server emulators with one
 LINSTOR pool, two local dir pools defined in libvirt (and known to the management server,
 as local storage is), and the stand-in agent. After one warm-up check, it runs the real
@@ -133,8 +133,8 @@ def run(runs: int = 10, import_runs: int = 10) -> dict[str, Any]:
     # Imported here so `--help` and the import timing work without libvirt or root.
     import libvirt
 
-    from tests.harness.host import GuardHost
-    from tests.harness.libvirtd import PrivateLibvirtd, define_dir_pool
+    from tests.support.host import GuardHost
+    from tests.support.libvirtd import PrivateLibvirtd, define_dir_pool
 
     if os.geteuid() != 0:
         raise BenchmarkError("bench_check needs root: it starts a private libvirtd")

@@ -1,9 +1,9 @@
 """`cloudstack-guard run`: how fast does a change reach the daemon's findings, and what
 does the daemon cost while nothing happens?
 
-Builds a whole fake KVM host on loopback (tests.harness.host.GuardHost: a private
+Builds a whole fake KVM host on loopback (tests.support.host.GuardHost: a private
 libvirtd, the management-server and LINSTOR emulators, the stand-in agent) and runs the
-real daemon as a subprocess (tests.harness.daemon.RunningDaemon), collecting its JSON log
+real daemon as a subprocess (tests.support.daemon.RunningDaemon), collecting its JSON log
 lines with a monotonic arrival stamp `_at` taken by a reader thread in this process. Every
 latency below runs from `time.monotonic()` just before this process acts to the `_at` of
 the daemon's log line: the same clock, and the stderr pipe's latency is included.
@@ -84,7 +84,7 @@ IMPORT_FLOOR = ("import asyncio, libvirt, libvirtaio, psutil, structlog, cs; imp
                 "guard.remediate, guard.backends.linstor; import time; print('ready', flush=True); "
                 "time.sleep(30)")
 
-# The agent's stop-failure record (tests/test_check_scenarios.py LINSTOR_STOP_FAILURE)
+# The agent's stop-failure record (tests/support/agent_lines.py LINSTOR_STOP_FAILURE)
 # and the same record with a LINSTOR API error instead of a refused connection.
 _FRAMES = (
     "org.glassfish.jersey.client.internal.HttpUrlConnector.apply(HttpUrlConnector.java:260)",
@@ -180,7 +180,7 @@ class Profiler:
 
 
 def _start_daemon(config: Path, workdir: Path, env: dict[str, str], watchdog_usec: int) -> Any:
-    from tests.harness.daemon import RunningDaemon
+    from tests.support.daemon import RunningDaemon
 
     with _environ(env):
         daemon = RunningDaemon(config, workdir, watchdog_usec=watchdog_usec)
@@ -352,8 +352,8 @@ def _set_intervals(config: Path, probes: str, poll: str) -> None:
 
 def _latency_phase(tmp: Path, uri: str, conn: Any, env: dict[str, str], events: int,
                    profiler: Profiler) -> dict[str, Any]:
-    from tests.harness.host import GuardHost
-    from tests.harness.libvirtd import define_dir_pool
+    from tests.support.host import GuardHost
+    from tests.support.libvirtd import define_dir_pool
 
     root = tmp / "latency-host"
     root.mkdir()
@@ -392,7 +392,7 @@ def _latency_phase(tmp: Path, uri: str, conn: Any, env: dict[str, str], events: 
 
 def _idle_host_pools(host: Any, conn: Any, tmp: Path, pools: int, in_libvirt: int
                      ) -> tuple[dict[str, int], list[tuple[str, Any]]]:
-    from tests.harness.libvirtd import define_dir_pool
+    from tests.support.libvirtd import define_dir_pool
 
     linstor = (pools - in_libvirt) // 2
     nfs = pools - in_libvirt - linstor
@@ -417,7 +417,7 @@ def _idle_phase(tmp: Path, uri: str, conn: Any, env: dict[str, str], pools: int,
                 profiler: Profiler) -> dict[str, Any]:
     """The idle windows, then (on the production-interval daemon) the pool events again
     with this host's many pools: the daemon re-reads every libvirt pool on each event."""
-    from tests.harness.host import GuardHost
+    from tests.support.host import GuardHost
 
     root = tmp / "idle-host"
     root.mkdir()
@@ -466,7 +466,7 @@ def run(events: int = 200, idle: float = 60.0, test_idle: float = 60.0, pools: i
         libvirt_pools: int = 10, py_spy: Optional[str] = None) -> dict[str, Any]:
     import libvirt
 
-    from tests.harness.libvirtd import PrivateLibvirtd
+    from tests.support.libvirtd import PrivateLibvirtd
 
     if os.geteuid() != 0:
         raise BenchmarkError("bench_daemon needs root: it starts a private libvirtd")

@@ -27,8 +27,8 @@ from guard.config import Config, Credentials, ManagementConfig, RemediationConfi
 from guard.gates import cluster_reading  # noqa: E402
 from guard.history import History, PoolRecord  # noqa: E402
 from guard.policy import InFlight, decide  # noqa: E402
-from tests.emulators.management import ManagementEmulator  # noqa: E402
-from tests.harness import herd_sim  # noqa: E402
+from tests.support import herd_sim  # noqa: E402
+from tests.support.emulators.management import ManagementEmulator  # noqa: E402
 
 KEY, SECRET = "herd-key", "herd-secret"
 POOL, STALE = herd_sim.POOL, herd_sim.STALE
@@ -110,7 +110,7 @@ def main() -> int:
         print(f"{key:<32} {value if not isinstance(value, float) else round(value, 2)}")
     ok = (result["remediated"] == result["hosts"] and result["max_disconnected_at_once"] <= 1
           and result["most_restarts_begun_in_one_slot"] <= 1)
-    print(f"simulated time, {args.hosts} hosts, 30 s slots, 20 s restarts (tests/harness/herd_sim.py):")
+    print(f"simulated time, {args.hosts} hosts, 30 s slots, 20 s restarts (tests/support/herd_sim.py):")
     for case, sim in (("plain", herd_sim.simulate(args.hosts)), ("window", herd_sim.window_case(args.hosts)),
                       ("cascade", herd_sim.cascade_case(args.hosts)),
                       ("model", herd_sim.simulate_model(args.hosts)[0])):

@@ -32,7 +32,7 @@ import bench_analyze  # noqa: E402
 import bench_check  # noqa: E402
 import bench_daemon  # noqa: E402
 
-from tests.harness import herd_sim  # noqa: E402
+from tests.support import herd_sim  # noqa: E402
 
 Row = tuple[str, str, str, str]  # figure, value, target, verdict
 
@@ -106,7 +106,7 @@ def _run(name: str, body: Callable[[], dict[str, Any]], report: Optional[Callabl
 
 
 def herd_run() -> dict[str, Any]:
-    """16 guards of one cluster in simulated time (tests/harness/herd_sim.py)."""
+    """16 guards of one cluster in simulated time (tests/support/herd_sim.py)."""
     return {"plain": herd_sim.simulate(16), "window 02:00-04:00, removal 23:00": herd_sim.window_case(16),
             "slow cascade (restart 3 slots)": herd_sim.cascade_case(16)}
 

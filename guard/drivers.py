@@ -4,7 +4,7 @@ The evaluator asks this table, not the pool type, whether a stale pool can break
 whether the HA monitor keeps heartbeating it, what clears it, and which probe tells if its
 backend is alive. Each fact names the CloudStack source file it was read in (paths under
 plugins/hypervisors/kvm/src/main/java/com/cloud/hypervisor/kvm/ and the storage plugins of
-apache/cloudstack); tests/emulators/agent_model.py is the same facts as a state machine.
+apache/cloudstack); tests/support/emulators/agent_model.py is the same facts as a state machine.
 """
 
 from __future__ import annotations

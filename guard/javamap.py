@@ -4,7 +4,7 @@ LinstorStorageAdaptor.disconnectPhysicalDiskByPath asks the first value of its s
 pool map (`values().stream().findFirst()`), so which LINSTOR pool every VM stop reaches
 is decided by Java's HashMap layout: String.hashCode, spread by `h ^ (h >>> 16)`, a
 bucket index masked by a capacity that doubles past 0.75 full and never shrinks, and
-insertion order inside a bucket. Checked against a Java 17 JVM (tests/test_javamap.py).
+insertion order inside a bucket. Checked against a Java 17 JVM (tests/unit/test_javamap.py).
 """
 
 from __future__ import annotations

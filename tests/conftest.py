@@ -6,25 +6,17 @@ fail under GUARD_REQUIRE_REAL_PARTS=1: CI must never go green by skipping them.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import libvirt
 import pytest
 
-from tests.harness.host import GuardHost
-from tests.harness.libvirtd import LibvirtdError, PrivateLibvirtd, tracked_connection
-from tests.harness.unprivileged import world_readable_dir
-
-
-def real_part_unavailable(what: str, reason: str) -> NoReturn:
-    message = f"{what} unavailable: {reason}"
-    if os.environ.get("GUARD_REQUIRE_REAL_PARTS") == "1":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+from tests.support.host import GuardHost
+from tests.support.libvirtd import LibvirtdError, PrivateLibvirtd, tracked_connection
+from tests.support.real_parts import real_part_unavailable
+from tests.support.unprivileged import world_readable_dir
 
 
 @pytest.fixture
@@ -55,7 +47,7 @@ def libvirt_conn(libvirtd: PrivateLibvirtd) -> Iterator[libvirt.virConnect]:
 
 @pytest.fixture
 def host(tmp_path: Path, libvirtd: PrivateLibvirtd) -> Iterator[GuardHost]:
-    """A whole KVM host on loopback for the guard: see tests/harness/host.py."""
+    """A whole KVM host on loopback for the guard: see tests/support/host.py."""
     if not libvirtd.running:
         libvirtd.start()
     with GuardHost(tmp_path, libvirtd.uri) as guard_host:

@@ -14,9 +14,9 @@ import textwrap
 import time
 from pathlib import Path
 
-from tests.harness.agent_lines import LINSTOR_STOP_FAILURE
-from tests.harness.host import GuardHost
-from tests.harness.libvirtd import PrivateLibvirtd
+from tests.support.agent_lines import LINSTOR_STOP_FAILURE
+from tests.support.host import GuardHost
+from tests.support.libvirtd import PrivateLibvirtd
 
 
 def say(title: str, text: str) -> None:

@@ -1,0 +1,138 @@
+"""`cloudstack-guard run` outside systemd: sd_notify to a socket the test owns, JSON logs,
+real libvirtd events, the agent log written as the real agent writes it, signals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+
+import pytest
+
+from tests.support.agent_lines import LINSTOR_STOP_FAILURE, create
+from tests.support.daemon import RunningDaemon
+from tests.support.libvirtd import define_dir_pool
+
+NFS_UUID = "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
+
+
+@pytest.fixture
+def daemon(host, tmp_path):
+    running = RunningDaemon(host.config, tmp_path)
+    yield running
+    running.stop()
+
+
+def test_ready_after_first_full_evaluation_then_watchdog_and_clean_stop(host, daemon):
+    host.add_linstor_pool()
+    daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
+    ready_at = next(t for t, f in daemon.notifications if f == "READY=1")
+    status_before = [f for t, f in daemon.notifications if f.startswith("STATUS=") and t <= ready_at]
+    assert status_before and "agent pid" in status_before[-1]
+    daemon.wait_for(lambda: len(daemon.notified("WATCHDOG=1")) >= 3, what="three watchdog pings")
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 5.0
+    assert daemon.notified("STOPPING=1")
+
+
+def test_findings_logged_once_when_they_appear_and_when_they_clear(host, daemon):
+    pool = host.add_linstor_pool()
+    daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
+    host.mgmt.remove_pool(pool)
+    host.linstor.stop()
+    critical = daemon.wait_event("finding", kind="stale-pool", severity="CRITICAL")
+    assert critical["pool"] == pool and "refused" in critical["evidence"]
+    decision = daemon.wait_event("restart-decision")
+    assert decision["act"] is False and decision["refused_by"] == "mode"
+    assert "in-flight=pass" in decision["gates"]
+    time.sleep(2.5)
+    assert len(daemon.events("finding", kind="stale-pool", severity="CRITICAL")) == 1
+    assert len(daemon.events("restart-decision")) == 1
+    assert any("CRITICAL: stale-pool" in f for f in daemon.notified("STATUS="))
+    host.restart_agent()
+    cleared = daemon.wait_event("finding-cleared", kind="stale-pool")
+    assert cleared["pool"] == pool
+
+
+def test_libvirt_pool_event_reaches_the_daemon(host, daemon, libvirt_conn, tmp_path):
+    nfs = host.mgmt.add_pool("local", pool_type="Filesystem", scope="CLUSTER", pool_id=NFS_UUID)["id"]
+    pool = define_dir_pool(libvirt_conn, nfs, tmp_path / "pool")
+    daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
+    pool.destroy()
+    finding = daemon.wait_event("finding", kind="pool-inactive", timeout=5)
+    assert finding["pool"] == nfs
+
+
+def test_stop_failure_line_in_the_log_reaches_the_daemon(host, daemon):
+    pool = host.add_linstor_pool()
+    daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
+    host.mgmt.remove_pool(pool)
+    host.linstor.stop()
+    daemon.wait_event("finding", kind="stale-pool", severity="CRITICAL")
+    host.append_log(LINSTOR_STOP_FAILURE.format(ts=time.strftime("%Y-%m-%d %H:%M:%S,000")))
+    failure = daemon.wait_event("finding", kind="stop-failure", timeout=5)
+    assert failure["pool"] == pool and "ConnectException" in failure["evidence"]
+
+
+def test_storpool_adaptor_log_lines_reach_the_daemon_as_they_are_written(host, daemon):
+    """Nothing lists these StorPool pools: StorPool's own log is the only sign that the
+    running agent was given them, and so heartbeats them."""
+    daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
+    first, second = "tpl;5f0e8c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b", "tpl;0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    for uuid in (first, second):
+        with open(host.storpool_log, "a", encoding="utf-8") as out:
+            out.write(create(time.time(), uuid))
+        finding = daemon.wait_event("finding", kind="stale-pool", pool=uuid, timeout=10)
+        assert finding["severity"] == "WARNING" and "storpool-agent.log" in finding["evidence"]
+
+
+def test_log_rotation_under_the_daemon(host, daemon):
+    daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
+    os.rename(host.log, str(host.log) + ".1")
+    host.append_log(LINSTOR_STOP_FAILURE.format(ts=time.strftime("%Y-%m-%d %H:%M:%S,000")))
+    daemon.wait_event("finding", kind="stop-failure", timeout=5)
+    shutil.copyfile(host.log, str(host.log) + ".1")
+    os.truncate(host.log, 0)
+    time.sleep(0.5)
+    assert len(daemon.events("finding", kind="stop-failure")) == 1, "a line was read twice"
+
+
+def test_sighup_with_broken_config_keeps_running_on_the_old_one(host, daemon):
+    daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
+    good = host.config.read_text()
+    host.config.write_text(good + "\n[remediation]\nmax_restarts = \"two\"\n")
+    daemon.signal(signal.SIGHUP)
+    refused = daemon.wait_event("reload-refused")
+    assert "remediation.max_restarts" in refused["error"] and refused["keeping"] == str(host.config)
+    pings = len(daemon.notified("WATCHDOG=1"))
+    daemon.wait_for(lambda: len(daemon.notified("WATCHDOG=1")) > pings + 1, what="watchdog after reload")
+    host.config.write_text('mode = "remediate"\n' + good)
+    daemon.signal(signal.SIGHUP)
+    assert daemon.wait_event("reloaded")["mode"] == "remediate"
+
+
+def test_libvirtd_restart_under_the_daemon(host, daemon, libvirtd):
+    daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
+    connects = len(daemon.events("libvirt-connected"))
+    libvirtd.stop()
+    daemon.wait_event("libvirt-disconnected", timeout=10)
+    libvirtd.start()
+    daemon.wait_for(lambda: len(daemon.events("libvirt-connected")) > connects, timeout=15,
+                    what="reconnect")
+    time.sleep(0.5)
+    assert daemon.proc.poll() is None
+    assert not daemon.events("task-failed")
+    assert not [e for e in daemon.events("finding") if e["severity"] != "UNKNOWN"]
+
+
+def test_bad_config_exits_78(tmp_path):
+    config = tmp_path / "guard.toml"
+    config.write_text("[agent]\nlogg = 1\n")
+    running = RunningDaemon(config, tmp_path)
+    assert running.proc.wait(30) == 78
+    running.stop()
+    refused = running.events("config-refused")
+    assert refused and "agent.logg" in refused[0]["error"]
+    assert not running.notified("READY=1")

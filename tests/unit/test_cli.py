@@ -1,0 +1,46 @@
+"""cloudstack-guard(8), generated from the argparse definition, renders cleanly and names
+every command and option the program takes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from guard.cli import build_parser
+from tests.support.paths import REPO
+
+
+def render(tmp_path: Path) -> str:
+    page = tmp_path / "cloudstack-guard.8"
+    page.write_text(subprocess.run([sys.executable, str(REPO / "packaging" / "manpage.py")],
+                                   capture_output=True, text=True, timeout=60, check=True,
+                                   env={**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}).stdout)
+    if shutil.which("groff") is None:
+        pytest.skip("groff not installed: cannot render the man page")
+    result = subprocess.run(["groff", "-man", "-Tutf8", "-ww", str(page)], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "GROFF_NO_SGR": "1"})
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    return re.sub(".\x08", "", result.stdout)
+
+
+def test_every_command_and_option_is_in_the_manual(tmp_path):
+    text = render(tmp_path)
+    assert "2023-11-14" in text, "the date must come from SOURCE_DATE_EPOCH"
+    for action in build_parser()._actions:
+        for option in action.option_strings:
+            if option not in ("-h", "--help"):
+                assert option in text
+        for name, sub in (getattr(action, "choices", None) or {}).items():
+            assert f"cloudstack-guard {name}" in text
+            for sub_action in sub._actions:
+                for option in sub_action.option_strings:
+                    if option not in ("-h", "--help"):
+                        assert option in text, (name, option)
+    for section in ("NAME", "SYNOPSIS", "COMMANDS", "EXIT STATUS", "FILES"):
+        assert section in text
