@@ -10,12 +10,12 @@ import socket
 import time
 from dataclasses import replace
 
-from guard.backends import ProbeTarget, backend_named, probe_all_now
+from guard.backends import Endpoint, ProbeTarget, backend_named, probe_all_now
 from guard.config import Config
 from guard.deadline import Bounded
 from guard.drivers import driver_for
 from guard.history import History
-from guard.model import CLOCK_SLACK_S, Snapshot, SourceStatus
+from guard.model import CLOCK_SLACK_S, Pool, Snapshot, SourceStatus
 from guard.record import detached, record
 from guard.snapshot import Readings, build_snapshot
 from guard.sources.agent import find_agent, unit_state
@@ -29,26 +29,30 @@ LOG_LOOKBACK_WITHOUT_AGENT_S = 3600.0
 
 
 def probe_targets(history: History, snap: Snapshot) -> list[ProbeTarget]:
-    """Every pool this host uses or still holds whose type has a backend to ask, with
-    the URL the management server lists for it, else the one the history kept."""
-    wanted: dict[str, str] = {}
-    for pool in snap.management_pools:
-        if not detached(pool.state):
-            wanted[pool.uuid] = pool.url
+    """Every pool this host uses or still holds whose type has a backend to ask. Where
+    its storage answers comes from the first view that says: the management server's
+    listing, then libvirt's pool XML, then the URL the history kept."""
+    views: dict[str, list[Pool]] = {}
+    for pool in (*snap.management_pools, *snap.libvirt_pools):
+        views.setdefault(pool.uuid, []).append(pool)
+    wanted = {p.uuid for p in snap.management_pools if not detached(p.state)}
     if snap.agent is not None:
         current = history.incarnation(snap.agent.incarnation.key)
         if current is not None:
-            for held in current.held:
-                if held.uuid not in current.dropped:
-                    wanted.setdefault(held.uuid, "")
+            wanted.update(h.uuid for h in current.held if h.uuid not in current.dropped)
     targets = []
-    for uuid, url in sorted(wanted.items()):
+    for uuid in sorted(wanted):
         known = history.pool(uuid)
-        pool_type = known.type if known else ""
-        url = url or (known.url if known else "")
+        seen = views.get(uuid, [])
+        pool_type = known.type if known and known.type else (seen[0].type if seen else "")
         backend = backend_named(driver_for(pool_type).probe)
-        if backend is not None and url:
-            targets.append(ProbeTarget(uuid, backend.name, url))
+        if backend is None:
+            continue
+        found = next((e for e in map(backend.endpoint, seen) if e is not None), None)
+        if found is None and known is not None and known.url:
+            found = Endpoint(known.url, "history")
+        if found is not None:
+            targets.append(ProbeTarget(uuid, backend.name, found.url, found.source))
     return targets
 
 

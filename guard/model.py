@@ -53,6 +53,12 @@ class Pool:
     target: str = ""
     url: str = ""
     scope: str = ""
+    source_path: str = ""
+    """Where on its backend the pool lives: the management server's `path` (NFS export,
+    RBD pool, /IQN/LUN, Gluster volume), or libvirt's source dir path, source name (RBD
+    pool, Gluster volume) or device path (iSCSI IQN)."""
+    source_port: int = 0
+    """The port libvirt's pool XML gives its first source host, 0 when it gives none."""
 
 
 def pool_id(text: str) -> str:
@@ -129,7 +135,8 @@ class LogEvent:
 class ProbeResult:
     """How a backend's control plane answered.
 
-    status is one of: healthy, refused, timeout, dns, tls, http-error, bad-answer.
+    status is one of: healthy, refused, timeout, dns, tls, http-error, bad-answer, auth
+    (the peer is alive and asks for credentials the probe does not send).
     """
 
     backend: str
@@ -140,6 +147,8 @@ class ProbeResult:
     http_status: Optional[int] = None
     version: str = ""
     node_status: str = ""
+    source: str = ""
+    """Where the probed endpoint came from (guard.backends.base.Endpoint.source)."""
 
     @property
     def reachable(self) -> bool:

@@ -9,28 +9,16 @@ asyncio deadline and cancellation ends it, including name resolution.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import ipaddress
-import socket
 import ssl
-import threading
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 from urllib.parse import urlsplit
+
+from guard.backends import wire
+from guard.backends.wire import ProbeError
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
-
-
-class ProbeError(Exception):
-    """A classified failure: `status` is one of the probe status words."""
-
-    def __init__(self, status: str, detail: str, http_status: Optional[int] = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.http_status = http_status
 
 
 @dataclass(frozen=True)
@@ -68,67 +56,6 @@ def parse_target(raw: str, default_ports: dict[str, int]) -> Target:
     return Target(scheme, parts.hostname, port, parts.path.rstrip("/"))
 
 
-def _resolve_in_daemon_thread(host: str, port: int) -> asyncio.Future:
-    """getaddrinfo can block for many seconds; a daemon thread never holds up exit."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future = loop.create_future()
-
-    def deliver(settle: Callable[[], object]) -> None:
-        # RuntimeError: the loop has closed (the deadline passed, the probe is over), so
-        # nobody is waiting for the answer
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle)
-
-    def work() -> None:
-        try:
-            result = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except Exception as exc:  # not only OSError: idna's UnicodeError for "a..b"
-            error = exc
-
-            def fail() -> None:
-                if not future.done():
-                    future.set_exception(error)
-
-            deliver(fail)
-            return
-
-        def answer() -> None:
-            if not future.done():
-                future.set_result(result)
-
-        deliver(answer)
-
-    threading.Thread(target=work, name=f"resolve-{host}", daemon=True).start()
-    return future
-
-
-async def _address(host: str, port: int) -> str:
-    try:
-        ipaddress.ip_address(host)
-        return host
-    except ValueError:
-        pass
-    try:
-        infos = await _resolve_in_daemon_thread(host, port)
-    except Exception as exc:  # whatever getaddrinfo raised in the worker
-        raise ProbeError("dns", f"cannot resolve {host}: {exc}") from None
-    if not infos:
-        raise ProbeError("dns", f"{host} has no address")
-    return infos[0][4][0]
-
-
-def _connect_error(exc: OSError, target: Target) -> ProbeError:
-    where = f"{target.host}:{target.port}"
-    if isinstance(exc, ssl.SSLError):
-        reason = getattr(exc, "verify_message", "") or getattr(exc, "reason", "") or str(exc)
-        return ProbeError("tls", f"TLS handshake with {where} failed: {reason}")
-    if isinstance(exc, ConnectionRefusedError):
-        return ProbeError("refused", f"connection to {where} refused")
-    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-        return ProbeError("refused", f"{where} unreachable ({exc.strerror})")
-    return ProbeError("refused", f"cannot connect to {where}: {exc.strerror or exc}")
-
-
 async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
     if headers.get("transfer-encoding", "").lower() == "chunked":
         chunks = []
@@ -162,14 +89,8 @@ async def get(
     ssl_context: Optional[ssl.SSLContext] = None,
 ) -> Answer:
     """One GET with `Connection: close`; the caller bounds the time with asyncio.wait_for."""
-    address = await _address(target.host, target.port)
     tls = ssl_context if target.scheme == "https" else None
-    try:
-        reader, writer = await asyncio.open_connection(
-            address, target.port, ssl=tls, server_hostname=target.host if tls else None
-        )
-    except OSError as exc:
-        raise _connect_error(exc, target) from None
+    reader, writer = await wire.connect(target.host, target.port, tls)
     answered = False
     try:
         host_header = f"[{target.host}]" if ":" in target.host else target.host
@@ -196,7 +117,7 @@ async def get(
                 parsed[name.strip().lower()] = value.strip()
         return Answer(int(fields[1]), parsed, await _read_body(reader, parsed))
     except ssl.SSLError as exc:
-        raise _connect_error(exc, target) from None
+        raise wire.connect_error(exc, target.host, target.port) from None
     except (asyncio.IncompleteReadError, ConnectionError) as exc:
         if tls is not None and not answered:
             # TLS 1.3: the client's handshake ends before the server has judged its

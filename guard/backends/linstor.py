@@ -17,8 +17,9 @@ from typing import Any, Optional
 from urllib.parse import quote
 
 from guard.backends import http
+from guard.backends.base import Endpoint
 from guard.config import Config, LinstorConfig
-from guard.model import ProbeResult
+from guard.model import Pool, ProbeResult
 from guard.urls import without_userinfo
 
 DEFAULT_PORTS = {"http": 3370, "https": 3371}
@@ -166,6 +167,11 @@ class LinstorBackend:
 
     name: str = NAME
     schemes: tuple[str, ...] = ("http", "https")
+
+    def endpoint(self, pool: Pool) -> Optional[Endpoint]:
+        """The management server lists the controller URL as the pool's ipaddress; libvirt
+        knows nothing of LINSTOR pools."""
+        return Endpoint(pool.url, "management server") if pool.url and pool.origin == "management" else None
 
     async def probe(self, endpoint: str, config: Config, timeout: float) -> ProbeResult:
         return await probe(endpoint, config.linstor, timeout)

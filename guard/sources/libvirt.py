@@ -51,11 +51,15 @@ def parse_pool_xml(xml: str, state: str) -> Optional[Pool]:
         return None
     source = root.find("source")
     hosts: tuple[str, ...] = ()
-    source_format = ""
+    source_format = source_path = ""
+    port = 0
     if source is not None:
-        hosts = tuple(h.get("name", "") for h in source.findall("host") if h.get("name"))
+        named = [h for h in source.findall("host") if h.get("name")]
+        hosts = tuple(h.get("name", "") for h in named)
+        port = next((int(h.get("port", "")) for h in named if h.get("port", "").isdigit()), 0)
         fmt = source.find("format")
         source_format = fmt.get("type", "") if fmt is not None else ""
+        source_path = _source_path(source)
     return Pool(
         uuid=pool_id(name),
         type=cloudstack_type(root.get("type", ""), source_format),
@@ -64,7 +68,22 @@ def parse_pool_xml(xml: str, state: str) -> Optional[Pool]:
         state=state,
         source_hosts=hosts,
         target=(root.findtext("target/path") or "").strip(),
+        source_path=source_path,
+        source_port=port if 0 < port < 65536 else 0,
     )
+
+
+def _source_path(source: ET.Element) -> str:
+    """What the pool is on its backend: an RBD pool's or a Gluster volume's name, an NFS
+    export's dir, an iSCSI target's IQN (LibvirtStorageAdaptor writes each so)."""
+    name = (source.findtext("name") or "").strip()
+    directory = source.find("dir")
+    device = source.find("device")
+    if name:
+        return name
+    if directory is not None and directory.get("path"):
+        return directory.get("path", "")
+    return device.get("path", "") if device is not None else ""
 
 
 def _list_pools(uri: str) -> list[Pool]:

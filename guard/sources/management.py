@@ -149,6 +149,7 @@ def _pool(entry: dict[str, Any]) -> Pool:
         target=str(entry.get("path", "")),
         url=url,
         scope=str(entry.get("scope", "")),
+        source_path=str(entry.get("path", "")),
     )
 
 

@@ -187,7 +187,7 @@ class World:
                         log_events=tuple(self.log),
                         sources=tuple(sources))
         probes = []
-        for uuid, _, url in probe_targets(record(self.history, snap), snap):
+        for uuid, _, url, _ in probe_targets(record(self.history, snap), snap):
             backend = url.split("//", 1)[1].rsplit(":", 1)[0]
             state = model.backends.get(backend, "down")
             probes.append((uuid, ProbeResult("linstor", url, PROBE_STATUS[state], state, 0.01,

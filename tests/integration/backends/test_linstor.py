@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from guard.backends import ProbeTarget, http, linstor, probe_all_now
+from guard.backends import ProbeTarget, http, linstor, probe_all_now, wire
 from guard.config import Config, LinstorConfig, ProbesConfig
 from guard.model import ProbeResult
 from tests.support.emulators.linstor import CONTROLLER_VERSION, LinstorEmulator
@@ -775,7 +775,7 @@ def test_resolution_ending_after_the_probe_is_silent(
             return real(HOST, *args, **kwargs)
         return real(host, *args, **kwargs)
 
-    monkeypatch.setattr(http.socket, "getaddrinfo", slow_getaddrinfo)
+    monkeypatch.setattr(wire.socket, "getaddrinfo", slow_getaddrinfo)
     result, elapsed = run_probe("http://slow.example:3370", config(), timeout=TIMEOUT)
     assert result.status == "timeout" and elapsed < TIMEOUT + SLACK
     release.set()
