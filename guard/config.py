@@ -79,6 +79,28 @@ class LinstorConfig:
 
 
 @dataclass(frozen=True)
+class StorPoolConfig:
+    conf: str = "/etc/storpool.conf"
+    """StorPool's own config; its conf.d directory (`<conf>.d/*.conf`) is read after it."""
+    cli: str = "storpool"
+    """The command the HA heartbeat runs (`storpool -j service list`)."""
+    confget: str = "storpool_confget"
+    """Prints this host's resolved StorPool settings (SP_OURID, the API's address)."""
+
+
+@dataclass(frozen=True)
+class PowerFlexConfig:
+    credentials: str = ""
+    """An ini file with [powerflex] username and password for the gateway's /api/login;
+    empty: the probe asks the credential-free /api/version."""
+    ca: str = ""
+    """A CA file for the gateway's TLS certificate; verification is always on."""
+    sdc_home: str = ""
+    """Where the SDC's drv_cfg lives; empty: agent.properties `powerflex.sdc.home.dir`,
+    else /opt/emc/scaleio/sdc (ScaleIOUtil.java)."""
+
+
+@dataclass(frozen=True)
 class RemediationConfig:
     max_restarts: int = 2
     window: float = 3600.0
@@ -108,6 +130,8 @@ class Config:
     management: Optional[ManagementConfig] = None
     probes: ProbesConfig = ProbesConfig()
     linstor: LinstorConfig = LinstorConfig()
+    storpool: StorPoolConfig = StorPoolConfig()
+    powerflex: PowerFlexConfig = PowerFlexConfig()
     remediation: RemediationConfig = RemediationConfig()
     metrics: MetricsConfig = MetricsConfig()
 
@@ -197,6 +221,22 @@ def _linstor(r: TableReader) -> LinstorConfig:
     return config
 
 
+def _storpool(r: TableReader) -> StorPoolConfig:
+    return StorPoolConfig(conf=r.path_value("conf", StorPoolConfig.conf),
+                          cli=r.string("cli", StorPoolConfig.cli),
+                          confget=r.string("confget", StorPoolConfig.confget))
+
+
+def _powerflex(r: TableReader) -> PowerFlexConfig:
+    config = PowerFlexConfig(credentials=r.path_value("credentials", ""), ca=r.path_value("ca", ""),
+                             sdc_home=r.path_value("sdc_home", ""))
+    if config.credentials:
+        check_file_mode(config.credentials, "powerflex.credentials", private=True)
+    if config.ca:
+        check_file_mode(config.ca, "powerflex.ca", private=False)
+    return config
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """("127.0.0.1", 9575) from "127.0.0.1:9575", "[::1]:9575" or a bare "9575" (loopback
     unless a host is named); ValueError otherwise. Port 0 takes any free port (logged)."""
@@ -234,7 +274,8 @@ def parse_config(text: str, path: str) -> Config:
     top = TableReader(path, data, "")
     mode = top.string("mode", "observe", MODES)
     state_dir = top.path_value("state_dir", Config.state_dir)
-    top.used.update({"agent", "libvirt", "management", "probes", "linstor", "remediation", "metrics"})
+    top.used.update({"agent", "libvirt", "management", "probes", "linstor", "storpool", "powerflex",
+                     "remediation", "metrics"})
     top.finish()
     return Config(
         path=path,
@@ -263,6 +304,8 @@ def parse_config(text: str, path: str) -> Config:
             ProbesConfig(),
         ),
         linstor=_table_config(path, data, "linstor", _linstor, LinstorConfig()),
+        storpool=_table_config(path, data, "storpool", _storpool, StorPoolConfig()),
+        powerflex=_table_config(path, data, "powerflex", _powerflex, PowerFlexConfig()),
         remediation=_table_config(
             path, data, "remediation",
             lambda r: RemediationConfig(
