@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -13,15 +14,15 @@ from typing import Optional
 from guard import __version__
 from guard import store as history_store
 from guard.analyze import Analysis
-from guard.backends import BACKENDS, backend_for_url
 from guard.checking import check_once
 from guard.config import Config, ConfigError, load_config
 from guard.evaluate import overall
 from guard.gates import read_gates
 from guard.history import History
 from guard.logsetup import FORMATS
-from guard.model import ProbeResult, Severity
+from guard.model import Severity
 from guard.policy import Decision, decide, unconfirmed
+from guard.probing import POOL_ID_RE, Planned, Unusable, plan, probe_planned, supported_schemes
 from guard.record import close_breaker
 from guard.remediate import carry_out
 from guard.report import (
@@ -36,7 +37,6 @@ from guard.report import (
     text,
 )
 from guard.sources.agentlog import iter_events, ordered, parse_lines
-from guard.sources.libvirt import UUID_RE
 
 EPILOG_CHECK = """examples:
   cloudstack-guard check                  Nagios/Icinga plugin: one status line, exit 0-3
@@ -61,7 +61,10 @@ exit codes: 0 done (or would do), 1 refused by a gate, 2 failed.
 """
 EPILOG_PROBE = """examples:
   cloudstack-guard probe http://linstor-ctl:3370
+  cloudstack-guard probe nfs://nfs1/export/primary rbd://mon1,mon2,mon3/cloudstack --timeout 2
   cloudstack-guard probe 5e4a1c2b-3d4e-4f50-8a6b-7c8d9e0f1a2b --json
+exit codes: 0 all healthy, 1 alive but asking for credentials, 2 any not answering as it
+must, 3 an unusable target (unknown scheme, malformed URL, a pool the guard has not seen).
 """
 
 
@@ -125,33 +128,27 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return int(status)
 
 
-def _probe_url(target: str, config: Config) -> Optional[str]:
-    if not UUID_RE.match(target):
-        return target
-    try:
-        with history_store.locked(config.state_dir):
-            history, _ = history_store.load(config.state_dir)
-    except OSError:
-        return None
-    known = history.pool(target.lower())
-    return known.url if known and known.url else None
-
-
 def cmd_probe(args: argparse.Namespace) -> int:
     try:
         config = _load(args)
     except ConfigError as exc:
         return _unknown(f"config: {exc}", args.json)
-    url = _probe_url(args.target, config)
-    if url is None:
-        return _unknown(f"{args.target}: no controller URL known for this pool; pass a URL", args.json)
-    backend = backend_for_url(url)
-    if backend is None:
-        supported = ", ".join(f"{s}://" for b in BACKENDS.values() for s in b.schemes)
-        return _unknown(f"{url}: no backend probes this scheme; supported: {supported}", args.json)
-    result: ProbeResult = asyncio.run(backend.probe(url, config, config.probes.timeout))
-    print(json.dumps(probe_json(result), indent=2) if args.json else probe_text(result))
-    return int(probe_severity(result))
+    timeout = config.probes.timeout if args.timeout is None else args.timeout
+    if not 0 < timeout <= 600:
+        return _unknown(f"--timeout {args.timeout:g}: give seconds between 0 and 600", args.json)
+    history = History()
+    if any(POOL_ID_RE.match(t) for t in args.targets):
+        with contextlib.suppress(OSError):
+            history, _ = history_store.load(config.state_dir)
+    plans = [plan(t, history) for t in args.targets]
+    unusable = next((p for p in plans if isinstance(p, Unusable)), None)
+    if unusable is not None:
+        return _unknown(f"{unusable.target}: {unusable.reason}", args.json)
+    planned = [p for p in plans if isinstance(p, Planned)]
+    results = asyncio.run(probe_planned(planned, config, timeout))
+    targets = [p.target for p in planned]
+    print(json.dumps(probe_json(targets, results), indent=2) if args.json else probe_text(targets, results))
+    return max(int(probe_severity(r)) for r in results)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -238,10 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="print one JSON document with a timeline")
     analyze.set_defaults(func=cmd_analyze)
 
-    probe = sub.add_parser("probe", help="probe one storage control plane and classify the answer",
+    probe = sub.add_parser("probe", help="probe storage backends and classify their answers",
                            epilog=EPILOG_PROBE, formatter_class=fmt)
-    probe.add_argument("target", metavar="TARGET", help="controller URL, or a pool uuid the "
-                       "guard has seen")
+    probe.add_argument("targets", nargs="+", metavar="TARGET",
+                       help="a primary-storage URL (" + supported_schemes() + ") or the id of a "
+                       "pool the guard has seen; several are probed at once")
+    probe.add_argument("--timeout", type=float, metavar="S",
+                       help="deadline for all of them together (default: [probes] timeout)")
     probe.add_argument("--json", action="store_true", help="print one JSON document")
     probe.add_argument("--config", metavar="FILE", help="config file")
     probe.set_defaults(func=cmd_probe)

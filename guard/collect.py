@@ -51,6 +51,10 @@ def probe_targets(history: History, snap: Snapshot) -> list[ProbeTarget]:
         found = next((e for e in map(backend.endpoint, seen) if e is not None), None)
         if found is None and known is not None and known.url:
             found = Endpoint(known.url, "history")
+        if found is None:
+            # A backend whose endpoint is this host's own config (StorPool's storpool.conf)
+            # needs no view of the pool at all.
+            found = backend.endpoint(Pool(uuid, pool_type, "history"))
         if found is not None:
             targets.append(ProbeTarget(uuid, backend.name, found.url, found.source))
     return targets

@@ -65,7 +65,12 @@ class Driver:
     (CloudStackPrimaryDataStoreLifeCycleImpl), LINSTOR from #10561, StorPool never
     (StorPoolPrimaryDataStoreLifeCycle.deleteDataStore)."""
     probe: Optional[str] = None
+    """The guard.backends backend that tells whether this type's storage answers."""
     libvirt_backed: bool = False
+    heartbeat_asks_backend: bool = False
+    """The HA heartbeat fails when the backend does not answer: kvmheartbeat.sh writes to
+    the NFS mount; StorPool's heartbeat runs `storpool -j service list`, which asks the
+    StorPool API (StorPoolStoragePool.java). LINSTOR's runs drbdsetup locally."""
 
 
 _LIBVIRT = "LibvirtStorageAdaptor"
@@ -85,10 +90,11 @@ DRIVERS: dict[str, Driver] = {
     ),
     "NetworkFilesystem": Driver(
         _LIBVIRT, "NFS server (mounted by libvirt)", True, False, "kvmheartbeat.sh",
-        maintenance_drops_from=_MAINT_4_21, libvirt_backed=True,
+        maintenance_drops_from=_MAINT_4_21, libvirt_backed=True, probe="nfs",
+        heartbeat_asks_backend=True,
     ),
     "RBD": Driver(_LIBVIRT, "Ceph monitors", True, False, maintenance_drops_from=_MAINT_4_21,
-                  libvirt_backed=True),
+                  libvirt_backed=True, probe="rbd"),
     "CLVM": Driver(_LIBVIRT, "clustered LVM", True, False, maintenance_drops_from=_MAINT_4_21,
                    libvirt_backed=True),
     "CLVM_NG": Driver(_LIBVIRT, "clustered LVM", True, False, maintenance_drops_from=_MAINT_4_21,
@@ -98,16 +104,16 @@ DRIVERS: dict[str, Driver] = {
     "SharedMountPoint": Driver(_LIBVIRT, "shared mount point", True, False,
                                maintenance_drops_from=_MAINT_4_21, libvirt_backed=True),
     "Gluster": Driver(_LIBVIRT, "GlusterFS", True, False, maintenance_drops_from=_MAINT_4_21,
-                      libvirt_backed=True),
+                      libvirt_backed=True, probe="gluster"),
     "StorPool": Driver(
         "StorPoolStorageAdaptor", "StorPool API and storpool CLI", True, False,
         ha_heartbeat_tool="storpool -j service list", heartbeat_outlives_removal=True,
-        delete_sent_from=NEVER,
+        delete_sent_from=NEVER, probe="storpool", heartbeat_asks_backend=True,
     ),
     "PowerFlex": Driver("ScaleIOStorageAdaptor", "PowerFlex SDC (drv_cfg)", True, False,
-                        maintenance_drops_from=_MAINT_4_21, delete_sent_from=NEVER),
+                        maintenance_drops_from=_MAINT_4_21, delete_sent_from=NEVER, probe="powerflex"),
     "Iscsi": Driver("IscsiAdmStorageAdaptor", "iSCSI target (iscsiadm)", True, False,
-                    delete_sent_from=NEVER),
+                    delete_sent_from=NEVER, probe="iscsi"),
     "FiberChannel": Driver("FiberChannelAdapter", "multipath", True, False, delete_sent_from=NEVER),
     "ManagedNFS": Driver("ManagedNfsStorageAdaptor", "managed NFS", False, False),
 }
@@ -126,6 +132,17 @@ def canonical_type(pool_type: str) -> str:
 
 def driver_for(pool_type: str) -> Driver:
     return DRIVERS.get(canonical_type(pool_type), UNKNOWN)
+
+
+def fails_next(driver: Driver) -> str:
+    """What stops working on this host while a live pool's backend does not answer."""
+    parts = ["VM starts, volume attaches and migrations with this pool's volumes fail"]
+    if driver.disconnect_reaches_backend:
+        parts.append(f"every VM stop on this host fails ({driver.adaptor} asks its backend for any disk)")
+    if driver.ha_heartbeat_tool and (driver.heartbeat_asks_backend or driver.disconnect_reaches_backend):
+        parts.append(f"the HA heartbeat ({driver.ha_heartbeat_tool}) can fail and reboot the host "
+                     "after its tries (reboot.host.and.alert.management.on.heartbeat.timeout)")
+    return "; ".join(parts)
 
 
 def adaptor_pool_type(adaptor: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from guard.drivers import adaptor_pool_type, driver_for
+from guard.drivers import adaptor_pool_type, driver_for, fails_next
 from guard.evidence import RECENT_S, probe_evidence, when
 from guard.failures import connection_lost, is_adaptor_backend_failure, is_stop_failure
 from guard.history import History, IncarnationRecord, PoolRecord
@@ -117,22 +117,28 @@ def _backend_findings(snap: Snapshot, live: dict[str, PoolRecord]) -> list[Findi
     blind = not snap.source_ok("management")
     for uuid, record in sorted(live.items()):
         probe = snap.probe_for(uuid)
-        if probe is None or (probe.reachable and probe.node_status in ("ONLINE", "")):
+        # Only LINSTOR's answer carries this node as the controller sees it; the other
+        # backends' probes fold this host's client (StorPool, the PowerFlex SDC) into status.
+        node_trouble = probe is not None and probe.reachable and probe.backend == "linstor" \
+            and probe.node_status not in ("ONLINE", "")
+        if probe is None or (probe.reachable and not node_trouble):
             continue
         evidence = probe_evidence(snap, uuid, record.url)
+        driver = driver_for(record.type)
         if probe.reachable:
             severity = Severity.WARNING
             action = (f"the controller answers but sees node {snap.linstor_node} as "
                       f"{probe.node_status}: check the LINSTOR satellite on this host")
         elif not probe.down:
             severity = Severity.WARNING
-            action = (f"the controller answers but rejects the guard's probe ({probe.status}): "
-                      "check [linstor] auth_json and TLS settings; the agent's own calls may still work")
+            action = (f"{driver.backend} answers but rejects the guard's probe ({probe.status}): "
+                      "check the guard's credentials and TLS settings for it; the agent's own calls "
+                      "may still work")
         else:
             severity = Severity.CRITICAL
-            action = ("storage outage: fix the backend; restarting the agent will not help "
-                      "and only disconnects the host")
-            if blind and driver_for(record.type).disconnect_reaches_backend:
+            action = (f"storage outage of {driver.backend}: {fails_next(driver)}. Fix the backend; "
+                      "restarting the agent will not help and only disconnects the host")
+            if blind and driver.disconnect_reaches_backend:
                 action += ("; without [management] the guard cannot tell a deleted pool from "
                            "an outage: if this pool was deleted, an agent restart clears it")
         findings.append(Finding(

@@ -185,27 +185,54 @@ def analyze_text(analysis: Analysis, findings: list[Finding], elapsed: float) ->
     return "\n".join(lines)
 
 
+PROBE_SEVERITY = {"healthy": Severity.OK, "auth": Severity.WARNING}
+"""auth: the peer is alive and asks for credentials the probe does not send; every
+other status is a peer that does not answer as it must (exit 2)."""
+
+
 def probe_severity(result: ProbeResult) -> Severity:
-    return Severity.OK if result.reachable else Severity.CRITICAL
+    return PROBE_SEVERITY.get(result.status, Severity.CRITICAL)
 
 
 def _probe_finding(result: ProbeResult) -> Finding:
     severity = probe_severity(result)
-    return Finding("probe", severity, (Evidence(f"probe {result.backend}", result.detail),),
-                   "none" if result.reachable else "check the controller and the network path")
+    advice = {Severity.OK: "none",
+              Severity.WARNING: "the peer answers; give the guard its credentials to check further"}
+    evidence = Evidence(f"probe {result.backend}", f"{result.target}: {result.detail}")
+    return Finding("probe", severity, (evidence,),
+                   advice.get(severity, "check the storage service and the network path to it"))
 
 
-def probe_json(result: ProbeResult) -> dict[str, Any]:
-    finding = _probe_finding(result)
-    return {"status": finding.severity.name, "exit_code": int(finding.severity),
-            "probe": {"target": result.target, "status": result.status,
-                      "detail": result.detail, "latency_s": round(result.latency_s, 4),
-                      "http_status": result.http_status, "version": result.version,
-                      "node_status": result.node_status},
-            "findings": [] if result.reachable else [finding_json(finding)]}
+def _probe_entry(target: str, result: ProbeResult) -> dict[str, Any]:
+    return {"target": target, "backend": result.backend, "endpoint": result.target,
+            "status": result.status, "detail": result.detail,
+            "latency_s": round(result.latency_s, 4), "source": result.source,
+            "http_status": result.http_status, "version": result.version,
+            "node_status": result.node_status}
 
 
-def probe_text(result: ProbeResult) -> str:
-    severity = probe_severity(result)
-    return (f"{SERVICE} {severity.name} - {result.target}: {result.status}, {result.detail} "
-            f"| time={result.latency_s:.3f}s;;;0")
+def probe_json(targets: list[str], results: list[ProbeResult]) -> dict[str, Any]:
+    """One `probes` entry per target, in argument order."""
+    findings = [_probe_finding(r) for r in results]
+    status = overall(findings)
+    return {"status": status.name, "exit_code": int(status),
+            "probes": [_probe_entry(t, r) for t, r in zip(targets, results)],
+            "findings": [finding_json(f) for f in findings if f.severity != Severity.OK]}
+
+
+def probe_text(targets: list[str], results: list[ProbeResult]) -> str:
+    """The Nagios line first (the worst probe, or how many answer), then one per target."""
+    findings = [_probe_finding(r) for r in results]
+    status = overall(findings)
+    bad = [(t, r) for t, r in zip(targets, results) if probe_severity(r) != Severity.OK]
+    if len(results) == 1:
+        headline = f"{results[0].target}: {results[0].status}, {results[0].detail}"
+    elif bad:
+        headline = f"{len(bad)} of {len(results)} not healthy; {bad[0][1].target}: {bad[0][1].status}"
+    else:
+        headline = f"all {len(results)} healthy"
+    slowest = max((r.latency_s for r in results), default=0.0)
+    lines = [f"{SERVICE} {status.name} - {headline} | time={slowest:.3f}s;;;0"]
+    if len(results) > 1:
+        lines += [f"  {r.status:<10} {r.backend:<9} {r.target}: {r.detail}" for r in results]
+    return "\n".join(lines)

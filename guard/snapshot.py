@@ -11,10 +11,12 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
+from guard.backends import backend_named
 from guard.config import Config
+from guard.drivers import driver_for
 from guard.model import (
     CLOCK_SLACK_S,
     AgentProcess,
@@ -80,10 +82,19 @@ def build_snapshot(config: Config, hostname: str, readings: Readings, now: float
         agent_unit_state=readings.agent_unit_state,
         libvirt_pools=readings.libvirt_pools,
         management_host=readings.management_host,
-        management_pools=readings.management_pools,
+        management_pools=tuple(map(with_endpoint, readings.management_pools)),
         management_elsewhere=readings.management_elsewhere,
         listed_at=readings.listed_at,
         log_events=in_time_order(readings.agent_log, readings.storpool_log),
         probes=readings.probes,
         sources=readings.sources,
     )
+
+
+def with_endpoint(pool: Pool) -> Pool:
+    """The listing's pool with the URL its backend is probed at: the history keeps it, so
+    a pool probed by its id (`cloudstack-guard probe <uuid>`), or held after its removal,
+    is still found where it was."""
+    backend = backend_named(driver_for(pool.type).probe)
+    found = backend.endpoint(pool) if backend is not None and not pool.url else None
+    return replace(pool, url=found.url) if found is not None else pool

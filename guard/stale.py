@@ -199,6 +199,12 @@ def _stale_finding(
         if probe is not None and not probe.reachable:
             action += (f"; the controller rejects the guard's probe ({probe.status}): check "
                        "[linstor] auth_json and TLS settings")
+    elif ha_kept and driver.heartbeat_outlives_removal and driver.heartbeat_asks_backend \
+            and probe is not None and not probe.reachable:
+        severity = Severity.CRITICAL
+        action = (f"restart cloudstack-agent: VM stops are not affected, but the HA monitor still "
+                  f"heartbeats this removed pool ({driver.ha_heartbeat_tool}), and what that heartbeat "
+                  f"checks fails now ({probe.status}); after its tries the host is rebooted")
     elif ha_kept and driver.heartbeat_outlives_removal:
         severity = Severity.WARNING
         action = (f"restart cloudstack-agent at a quiet moment: VM stops are not affected, but the HA "

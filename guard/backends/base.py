@@ -32,6 +32,11 @@ class Backend(Protocol):
     schemes: tuple[str, ...]
     """URL schemes `cloudstack-guard probe <url>` hands to this backend."""
 
+    def validate(self, url: str) -> None:
+        """Raise ValueError with one line naming what is wrong with the URL, before any
+        probe: `cloudstack-guard probe` answers UNKNOWN (exit 3) for an unusable target."""
+        ...
+
     def endpoint(self, pool: Pool) -> Optional[Endpoint]:
         """Where this pool's storage answers, from this one view of it; None when this
         view does not say."""

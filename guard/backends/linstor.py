@@ -168,6 +168,13 @@ class LinstorBackend:
     name: str = NAME
     schemes: tuple[str, ...] = ("http", "https")
 
+    def validate(self, url: str) -> None:
+        urls = [u for u in url.split(",") if u.strip()]
+        if not urls:
+            raise ValueError("no controller URL")
+        for one in urls:
+            http.parse_target(without_userinfo(one), DEFAULT_PORTS)
+
     def endpoint(self, pool: Pool) -> Optional[Endpoint]:
         """The management server lists the controller URL as the pool's ipaddress; libvirt
         knows nothing of LINSTOR pools."""

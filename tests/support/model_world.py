@@ -187,10 +187,16 @@ class World:
                         log_events=tuple(self.log),
                         sources=tuple(sources))
         probes = []
-        for uuid, _, url, _ in probe_targets(record(self.history, snap), snap):
-            backend = url.split("//", 1)[1].rsplit(":", 1)[0]
-            state = model.backends.get(backend, "down")
-            probes.append((uuid, ProbeResult("linstor", url, PROBE_STATUS[state], state, 0.01,
+        for uuid, kind, url, _ in probe_targets(record(self.history, snap), snap):
+            if kind == "storpool":
+                # One API per host, and the heartbeat's check: `storpool -j service list`
+                # answers and this host's client runs (StorPoolStoragePool.java).
+                state = model.backends.get(model.pools[uuid].backend, "down") if uuid in model.pools else "down"
+                if state == "up" and model.storpool_client_down:
+                    state = "down"
+            else:
+                state = model.backends.get(url.split("//", 1)[1].rsplit(":", 1)[0], "down")
+            probes.append((uuid, ProbeResult(kind, url, PROBE_STATUS[state], state, 0.01,
                                              node_status="ONLINE" if state == "up" else "")))
         return replace(snap, probes=tuple(probes))
 

@@ -161,6 +161,15 @@ class DecisionMachine(RuleBasedStateMachine):
             assert self.world.status() != Severity.OK, (
                 f"OK while the HA monitor heartbeats stale StorPool {sorted(heartbeated)}: "
                 f"{_verdict(self.world.last_findings)}")
+        failing = {u for u in heartbeated if model.heartbeat_failing(u)}
+        if failing and not self.world.api_failing:
+            # The probe asks what the heartbeat asks, before the first failed try is logged.
+            assert self.world.status() == Severity.CRITICAL, (
+                f"{self.world.status().name} while the heartbeat of stale StorPool {sorted(failing)} "
+                f"fails and will reboot the host: {_verdict(self.world.last_findings)}")
+        harmless = [f for f in self.world.last_findings if f.kind == "stale-pool"
+                    and f.pool_type in (POWERFLEX, RBD) and f.severity == Severity.CRITICAL]
+        assert not harmless, f"CRITICAL for a stale entry whose adaptor never reaches its backend: {harmless}"
         if knowable:
             status = self.world.status()
             assert status == Severity.CRITICAL or (status == Severity.UNKNOWN and self.world.api_failing), (

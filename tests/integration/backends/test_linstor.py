@@ -681,9 +681,9 @@ def test_cli_probe_json_healthy_exits_0(guard_toml: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["status"] == "OK" and doc["exit_code"] == 0
-    assert doc["probe"]["status"] == "healthy"
-    assert doc["probe"]["version"] == CONTROLLER_VERSION
-    assert doc["probe"]["node_status"] == "ONLINE"
+    assert doc["probes"][0]["status"] == "healthy"
+    assert doc["probes"][0]["version"] == CONTROLLER_VERSION
+    assert doc["probes"][0]["node_status"] == "ONLINE"
     assert doc["findings"] == []
 
 
@@ -692,7 +692,7 @@ def test_cli_probe_json_refused_exits_2(guard_toml: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["status"] == "CRITICAL" and doc["exit_code"] == 2
-    assert doc["probe"]["status"] == "refused"
+    assert doc["probes"][0]["status"] == "refused"
     assert len(doc["findings"]) == 1
 
 
@@ -733,7 +733,7 @@ def test_token_with_control_characters_is_not_sent(tmp_path):
 def test_cli_probe_bare_hostname_is_a_url_not_a_pool(guard_toml: Path) -> None:
     proc = run_cli("probe", f"{HOST}:{free_port()}", "--json", "--config", str(guard_toml))
     assert proc.returncode == 2, proc.stdout
-    assert json.loads(proc.stdout)["probe"]["status"] == "refused"
+    assert json.loads(proc.stdout)["probes"][0]["status"] == "refused"
 
 
 # -- name resolution that fails oddly or finishes late ------------------------------------
@@ -808,8 +808,8 @@ def test_userinfo_in_controller_url_is_never_shown(emulator: LinstorEmulator, tm
 
 def test_cli_probe_of_a_scheme_no_backend_speaks_is_unknown_and_names_those_that_are(guard_toml: Path) -> None:
     """The backend table decides, not a URL parser deep inside the LINSTOR probe."""
-    proc = run_cli("probe", "nfs://10.0.0.9/export/primary", "--config", str(guard_toml))
+    proc = run_cli("probe", "sheepdog://10.0.0.9/primary", "--config", str(guard_toml))
     assert proc.returncode == 3, proc.stdout
     lines = proc.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("CLOUDSTACK-GUARD UNKNOWN - ")
-    assert "nfs://10.0.0.9/export/primary" in lines[0] and "http://, https://" in lines[0]
+    assert "sheepdog://10.0.0.9/primary" in lines[0] and "http://, https://" in lines[0]
