@@ -44,6 +44,8 @@ class Answer:
 def parse_target(raw: str, default_ports: dict[str, int]) -> Target:
     """Accept what operators and CloudStack store: bare host, host:port, or a full URL."""
     text = raw.strip()
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError(f"{raw!r} has blanks or control characters; a URL has none")
     if "://" not in text:
         text = "http://" + text
     parts = urlsplit(text)
