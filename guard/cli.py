@@ -151,6 +151,23 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return max(int(probe_severity(r)) for r in results)
 
 
+EX_CONFIG = 78
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """ExecReload runs this before it signals the daemon, so `systemctl reload` with a
+    broken config fails where the operator typed it, instead of returning 0 while only
+    the journal says the reload was refused."""
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(f"cloudstack-guard: config refused: {exc}. A running daemon keeps the config it "
+              "last loaded.", file=sys.stderr)
+        return EX_CONFIG
+    print(f"{config.path}: valid (mode {config.mode})")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from guard import daemon
 
@@ -245,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="print one JSON document")
     probe.add_argument("--config", metavar="FILE", help="config file")
     probe.set_defaults(func=cmd_probe)
+
+    check_config = sub.add_parser("check-config", help="validate the config and exit (systemd's "
+                                  "ExecReload runs it before signalling the daemon)")
+    check_config.add_argument("--config", metavar="FILE", help="config file (default "
+                              "/etc/cloudstack-guard/guard.toml)")
+    check_config.set_defaults(func=cmd_check_config)
 
     run = sub.add_parser("run", help="the daemon (systemd Type=notify)", epilog=EPILOG_RUN,
                          formatter_class=fmt)

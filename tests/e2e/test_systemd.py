@@ -56,6 +56,8 @@ def units(debug_agent: bool = False) -> dict[str, str]:
         # line; the module runs the same main().
         "cloudstack-guard.service.d/test.conf": (
             f"[Service]\nExecStart=\nExecStart={nspawn.PYTHON} -m guard.cli run\nWatchdogSec=4s\n"
+            f"ExecReload=\nExecReload={nspawn.PYTHON} -m guard.cli check-config\n"
+            "ExecReload=/bin/kill -HUP $MAINPID\n"
             f"{ENV}"),
     }
 
@@ -88,11 +90,10 @@ def run(name: str, tmp_path: Path, libvirtd, debug_agent: bool = False, timeout:
 
 
 def test_unit_file_verifies(tmp_path):
-    """systemd-analyze verify checks that ExecStart exists; until the package installs
-    /usr/bin/cloudstack-guard, the copy points at the venv's console script."""
+    """systemd-analyze verify checks that ExecStart and ExecReload exist; until the package
+    installs /usr/bin/cloudstack-guard, the copy points at the venv's console script."""
     unit = tmp_path / "cloudstack-guard.service"
-    unit.write_text(UNIT_FILE.read_text().replace("ExecStart=/usr/bin/cloudstack-guard",
-                                                  f"ExecStart={VENV_BIN}/cloudstack-guard"))
+    unit.write_text(UNIT_FILE.read_text().replace("=/usr/bin/cloudstack-guard", f"={VENV_BIN}/cloudstack-guard"))
     ok, output = nspawn.systemd_analyze_verify(unit)
     assert ok, output
     score, _ = nspawn.systemd_analyze_security(unit)
@@ -104,7 +105,9 @@ def test_the_bug_and_its_fix_under_systemd(tmp_path, libvirtd):
     assert r["failed_stop"]["ok"] is False and "Connection refused" in r["failed_stop"]["error"]
     assert "refused" in r["critical"]["GUARD_EVIDENCE"]
     assert r["observe_agent"] == r["agent0"], "observe mode restarted the agent"
-    assert "linstor.broken" in r["refused"]["GUARD_ERROR"]
+    assert r["refused"]["returncode"] != 0, "systemctl reload with a broken config must fail"
+    assert "linstor.broken" in r["refused"]["journal"] and "keeps the config" in r["refused"]["journal"]
+    assert r["refused"]["guard_events"] == [], "the daemon must not even be signalled"
     assert r["after_refused"]["MainPID"] == r["guard0"]["MainPID"]
     assert r["new_agent"] != r["agent0"]
     assert r["fixed_stop"]["ok"] is True, r["fixed_stop"]

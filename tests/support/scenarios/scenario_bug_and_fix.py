@@ -18,8 +18,11 @@ time.sleep(3)
 observe_agent = nspawn.main_pid(c.AGENT)
 
 c.write_guard_config(c.guard_config("remediate") + "[linstor]\nbroken = 1\n")
-nspawn.systemctl("reload", c.GUARD)
-refused = c.wait_guard_event("reload-refused")
+reload = nspawn.systemctl("reload", c.GUARD, check=False)
+said = nspawn.wait_for(lambda: [m for m in nspawn.messages(c.GUARD) if "config refused" in m], 10,
+                       interval=0.2, what="check-config's refusal in the journal")
+refused = {"returncode": reload.returncode, "journal": " | ".join(said),
+           "guard_events": c.guard_events("reload-refused")}
 after_refused = c.guard_health()
 
 c.write_guard_config(c.guard_config("remediate"))
