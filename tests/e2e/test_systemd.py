@@ -89,7 +89,7 @@ def run(name: str, tmp_path: Path, libvirtd, debug_agent: bool = False, timeout:
     return json.loads((out / f"{name}.json").read_text())
 
 
-def test_unit_file_verifies(tmp_path):
+def test_unit_file_verifies(tmp_path, capsys):
     """systemd-analyze verify checks that ExecStart and ExecReload exist; until the package
     installs /usr/bin/cloudstack-guard, the copy points at the venv's console script."""
     unit = tmp_path / "cloudstack-guard.service"
@@ -97,7 +97,9 @@ def test_unit_file_verifies(tmp_path):
     ok, output = nspawn.systemd_analyze_verify(unit)
     assert ok, output
     score, _ = nspawn.systemd_analyze_security(unit)
-    assert score <= 3.0, f"hardening regressed: exposure {score}"
+    with capsys.disabled():
+        print(f"\nsystemd-analyze security: cloudstack-guard.service exposure {score} (kept <= 2.4)")
+    assert score <= 2.4, f"hardening regressed: exposure {score}"
 
 
 def test_the_bug_and_its_fix_under_systemd(tmp_path, libvirtd):
