@@ -1,9 +1,9 @@
 """Following the agent log as it grows, across rotation, without losing or repeating a
 line.
 
-Polled (a stat and a read every few tens of milliseconds) rather than inotify: the
-standard library has no inotify, the latency target is met with room to spare, and
-polling sees every rotation style the same way.
+The daemon calls poll() when the log's directory changes (guard/inotify.py), or every
+few tens of milliseconds where it cannot be watched; each poll sees every rotation style
+the same way, so both paths share all of this.
 
 - rename rotation (logrotate's default): the old file is read to its end through the
   descriptor still open, then the new file from its start;
@@ -35,6 +35,8 @@ class Follower:
         self._head = b""
         self.rotations = 0
         self.problem = ""
+        self.caught_up = True
+        """False after a poll that stopped at MAX_PER_POLL with more to read."""
         self._open()
 
     @property
@@ -80,6 +82,7 @@ class Follower:
                 break
             chunks.append(chunk)
             total += len(chunk)
+        self.caught_up = to_end or total < MAX_PER_POLL
         return b"".join(chunks)
 
     def _lines(self, data: bytes, final: bool = False) -> list[str]:

@@ -4,12 +4,15 @@ StorPool's adaptor log."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import os
 import time
 from typing import Optional
 
 from guard.collect import LOG_LOOKBACK_WITHOUT_AGENT_S
 from guard.follow import Follower
+from guard.inotify import DirWatch, open_watch
 from guard.model import CLOCK_SLACK_S, AgentProcess, LogEvent, SourceStatus
 from guard.sources.agent import find_agent, inspect_agent, status_of, unit_state
 from guard.sources.agentconf import read_agent_properties
@@ -26,7 +29,11 @@ AGENT_DETAIL_S = 30.0
 """Reading the agent's sockets costs milliseconds of /proc/net parsing; a restart
 decision reads them fresh anyway, so this only refreshes agent-disconnected."""
 LOG_POLL_S = 0.05
+"""Without inotify: how often the log is looked at."""
 LOG_QUIET_FLUSH_S = 0.1
+LOG_WATCHED_LOOK_S = 2.0
+"""With inotify: a look this often all the same, for changes a filesystem does not report
+(a log on NFS), and to watch a directory that did not exist yet."""
 STORPOOL_LOG_POLL_S = 1.0
 
 
@@ -92,6 +99,7 @@ async def follow_log(rt: Runtime, state: State) -> None:
     follower = Follower(path)
     parser = IncrementalParser(path)
     quiet_since = time.monotonic()
+    wake = _LogWake(rt, path)
 
     def read() -> tuple[list[LogEvent], bool]:
         lines, new_file = follower.poll()
@@ -100,25 +108,81 @@ async def follow_log(rt: Runtime, state: State) -> None:
             events += parser.restart(path)
         return events, bool(lines)
 
+    flush_due = False
     try:
         while not rt.stopping.is_set():
+            wake.arm()
             if follower.quiet():
                 events, got_lines = [], False
             else:
                 events, got_lines = await rt.in_thread(read)
             if got_lines:
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since > LOG_QUIET_FLUSH_S:
+                quiet_since, flush_due = time.monotonic(), True
+            elif flush_due and time.monotonic() - quiet_since > LOG_QUIET_FLUSH_S:
                 events += parser.flush()
+                flush_due = False
             state.events.extend(events)
             status = SourceStatus("agent-log", not follower.problem, follower.problem or f"{path}: following")
             if state.statuses.get("agent-log") != status:
                 state.mark("agent-log", status)
             if events:
                 rt.dirty.set()
-            await asyncio.sleep(LOG_POLL_S)
+            # A backlog read in slices goes on at once; nothing written wakes it.
+            await wake.wait(0.0 if not follower.caught_up else LOG_QUIET_FLUSH_S if flush_due else None)
     finally:
+        wake.close()
         follower.close()
+
+
+class _LogWake:
+    """Sleeps until the log's directory changes (inotify), or polls every LOG_POLL_S
+    where it cannot be watched, saying once why."""
+
+    def __init__(self, rt: Runtime, path: str) -> None:
+        self.rt = rt
+        self.directory = os.path.dirname(os.path.abspath(path))
+        base = os.path.basename(path)
+        self.wanted = lambda name: name.startswith(base)
+        self.changed = asyncio.Event()
+        self.watch: Optional[DirWatch] = None
+        self.tried_at = -math.inf
+
+    def _open(self) -> None:
+        if self.watch is not None or time.monotonic() - self.tried_at < LOG_WATCHED_LOOK_S:
+            return
+        self.tried_at = time.monotonic()
+        watch, why = open_watch(self.directory, self.wanted)
+        if watch is None:
+            self.rt.say_once("agent-log-watch", "agent-log-polled",
+                             f"following the agent log by polling: {why}", reason=why)
+            return
+        self.watch = watch
+        asyncio.get_running_loop().add_reader(watch.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        if self.watch is not None and self.watch.drain():
+            self.changed.set()
+
+    def arm(self) -> None:
+        """Before each look: a change from here on wakes the next wait."""
+        self._open()
+        self.changed.clear()
+
+    async def wait(self, at_most: Optional[float]) -> None:
+        if at_most == 0.0:
+            await asyncio.sleep(0)
+        elif self.watch is None:
+            await asyncio.sleep(LOG_POLL_S)
+        else:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), at_most or LOG_WATCHED_LOOK_S)
+
+    def close(self) -> None:
+        if self.watch is not None:
+            with contextlib.suppress(ValueError, RuntimeError):
+                asyncio.get_running_loop().remove_reader(self.watch.fileno())
+            self.watch.close()
+            self.watch = None
 
 
 async def watch_storpool_log(rt: Runtime, state: State) -> None:

@@ -136,3 +136,26 @@ def test_bad_config_exits_78(tmp_path):
     refused = running.events("config-refused")
     assert refused and "agent.logg" in refused[0]["error"]
     assert not running.notified("READY=1")
+
+
+def test_a_log_directory_that_appears_later_is_polled_then_watched(host, tmp_path):
+    """Before the agent is installed its log directory may not exist: inotify cannot
+    watch it, the daemon says so once and polls, and watches it once it is there."""
+    later = tmp_path / "later"
+    host.write_config(host.config.read_text().replace(f'log = "{host.log}"', f'log = "{later / "agent.log"}"'))
+    daemon = RunningDaemon(host.config, tmp_path)
+    try:
+        daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
+        polled = daemon.wait_event("agent-log-polled", timeout=5)
+        assert str(later) in polled["reason"]
+        pool = host.add_linstor_pool()
+        later.mkdir()
+        host.mgmt.remove_pool(pool)
+        host.linstor.stop()
+        (later / "agent.log").write_text(LINSTOR_STOP_FAILURE.format(ts=time.strftime("%Y-%m-%d %H:%M:%S,000")))
+        failure = daemon.wait_event("finding", kind="stop-failure", timeout=10)
+        assert "ConnectException" in failure["evidence"]
+        time.sleep(3)
+        assert len(daemon.events("agent-log-polled")) == 1, "said once, not every look"
+    finally:
+        daemon.stop()
