@@ -4,6 +4,7 @@ request. Every decision the daemon takes is one event with its fields, so `journ
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any
@@ -28,14 +29,34 @@ def _journal_available() -> bool:
     return (info.st_dev, info.st_ino) == (device, inode)
 
 
+_SEVERITY_PRIORITY = {"CRITICAL": 2, "WARNING": 4, "UNKNOWN": 5, "OK": 6}
+"""A finding's own urgency: a CRITICAL finding is a crit in the journal whatever level
+the event was logged at, so `journalctl -p crit` shows exactly what pages someone."""
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == () or value == []
+
+
+def journal_entry(method: str, event: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The MESSAGE (the event, then key="value" pairs, quoted so a value with blanks or
+    `=` reads as one) and the journal fields; empty fields are left out of both."""
+    message = str(event.get("event", ""))
+    pairs = {k: v for k, v in event.items() if k not in ("event", "level") and not _empty(v)}
+    text = " ".join([message] + [f"{k}={json.dumps(str(v), ensure_ascii=False)}" for k, v in pairs.items()])
+    priority = _PRIORITY.get(method, 6)
+    severity = str(pairs.get("severity", "")).upper()
+    priority = min(priority, _SEVERITY_PRIORITY.get(severity, priority))
+    fields = {f"GUARD_{key.upper()}": str(value) for key, value in pairs.items()}
+    fields.update(PRIORITY=str(priority), SYSLOG_IDENTIFIER="cloudstack-guard", GUARD_EVENT=message)
+    return text, fields
+
+
 def _to_journal(_logger: Any, method: str, event: dict[str, Any]) -> str:
     from systemd import journal
 
-    message = event.pop("event", "")
-    fields = {f"GUARD_{key.upper()}": str(value) for key, value in event.items() if key != "level"}
-    text = " ".join([str(message)] + [f"{k}={v}" for k, v in event.items() if k not in ("level",)])
-    journal.send(text, PRIORITY=str(_PRIORITY.get(method, 6)), SYSLOG_IDENTIFIER="cloudstack-guard",
-                 GUARD_EVENT=str(message), **fields)
+    text, fields = journal_entry(method, event)
+    journal.send(text, **fields)
     raise structlog.DropEvent
 
 
