@@ -67,6 +67,10 @@ class Driver:
     probe: Optional[str] = None
     """The guard.backends backend that tells whether this type's storage answers."""
     libvirt_backed: bool = False
+    agent_uses_control_plane: bool = True
+    """False when only the management server talks to the probed control plane and the
+    host's own data path is a local client: ScaleIOStorageAdaptor drives the SDC with
+    drv_cfg, and only the server's ScaleIOGatewayClientImpl calls the PowerFlex gateway."""
     heartbeat_asks_backend: bool = False
     """The HA heartbeat fails when the backend does not answer: kvmheartbeat.sh writes to
     the NFS mount; StorPool's heartbeat runs `storpool -j service list`, which asks the
@@ -111,7 +115,8 @@ DRIVERS: dict[str, Driver] = {
         delete_sent_from=NEVER, probe="storpool", heartbeat_asks_backend=True,
     ),
     "PowerFlex": Driver("ScaleIOStorageAdaptor", "PowerFlex SDC (drv_cfg)", True, False,
-                        maintenance_drops_from=_MAINT_4_21, delete_sent_from=NEVER, probe="powerflex"),
+                        maintenance_drops_from=_MAINT_4_21, delete_sent_from=NEVER, probe="powerflex",
+                        agent_uses_control_plane=False),
     "Iscsi": Driver("IscsiAdmStorageAdaptor", "iSCSI target (iscsiadm)", True, False,
                     delete_sent_from=NEVER, probe="iscsi"),
     "FiberChannel": Driver("FiberChannelAdapter", "multipath", True, False, delete_sent_from=NEVER),

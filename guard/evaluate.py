@@ -134,6 +134,14 @@ def _backend_findings(snap: Snapshot, live: dict[str, PoolRecord]) -> list[Findi
             action = (f"{driver.backend} answers but rejects the guard's probe ({probe.status}): "
                       "check the guard's credentials and TLS settings for it; the agent's own calls "
                       "may still work")
+        elif probe.local_ok and not driver.agent_uses_control_plane:
+            severity = Severity.WARNING
+            action = (f"the control plane does not answer ({probe.status}), but this host's own "
+                      "client is up, so running VMs keep their disks: new volumes cannot be created, "
+                      "attached or detached through the management server until it answers; a "
+                      "restart of the agent will not help")
+            if probe.status == "tls":
+                action += "; if the gateway's certificate is self-signed, set [powerflex] ca"
         else:
             severity = Severity.CRITICAL
             action = (f"storage outage of {driver.backend}: {fails_next(driver)}. Fix the backend; "

@@ -149,6 +149,9 @@ class ProbeResult:
     node_status: str = ""
     source: str = ""
     """Where the probed endpoint came from (guard.backends.base.Endpoint.source)."""
+    local_ok: Optional[bool] = None
+    """For a probe that also asks this host's own client of the backend (StorPool's
+    client, PowerFlex's SDC): whether that part is up; None when the probe has none."""
 
     @property
     def reachable(self) -> bool:

@@ -39,6 +39,12 @@ class Unusable:
     reason: str
 
 
+def shown_by(backend: Backend, url: str) -> str:
+    """The URL without its secrets, as the backend knows its own URLs (an RBD secret is
+    base64 and may hold '/', which ends a plain URL's authority)."""
+    return str(getattr(backend, "shown", without_userinfo)(url))
+
+
 def supported_schemes() -> str:
     return ", ".join(f"{s}://" for b in BACKENDS.values() for s in b.schemes)
 
@@ -62,10 +68,11 @@ def plan(target: str, history: History) -> Union[Planned, Unusable]:
     backend = backend_for_url(target)
     if backend is None:
         return Unusable(shown, f"no backend probes this scheme; supported: {supported_schemes()}")
+    shown = shown_by(backend, target)
     try:
         backend.validate(target)
     except ValueError as exc:
-        return Unusable(shown, f"not a usable {backend.name} URL: {without_userinfo(str(exc))}")
+        return Unusable(shown, f"not a usable {backend.name} URL: {exc}")
     return Planned(shown, backend, target, "command line")
 
 

@@ -89,8 +89,11 @@ async def get(
     path: str,
     headers: Optional[dict[str, str]] = None,
     ssl_context: Optional[ssl.SSLContext] = None,
+    closed_hint: str = "",
 ) -> Answer:
-    """One GET with `Connection: close`; the caller bounds the time with asyncio.wait_for."""
+    """One GET with `Connection: close`; the caller bounds the time with asyncio.wait_for.
+    `closed_hint` ends the detail when a TLS peer hangs up before answering (what the
+    backend's peer may want, e.g. a client certificate)."""
     tls = ssl_context if target.scheme == "https" else None
     reader, writer = await wire.connect(target.host, target.port, tls)
     answered = False
@@ -126,8 +129,7 @@ async def get(
             # certificate, and a rejection's alert can be overtaken by the reset.
             raise ProbeError(
                 "tls", f"TLS connection to {target.host}:{target.port} closed before any answer "
-                f"({type(exc).__name__}); the controller may require a client certificate "
-                "(linstor.cert, linstor.key)") from None
+                f"({type(exc).__name__}){closed_hint}") from None
         raise ProbeError("bad-answer", f"answer cut short or malformed ({type(exc).__name__})") from None
     except ValueError as exc:
         raise ProbeError("bad-answer", f"answer cut short or malformed ({type(exc).__name__})") from None

@@ -23,6 +23,7 @@ from guard.model import Pool, ProbeResult
 from guard.urls import without_userinfo
 
 DEFAULT_PORTS = {"http": 3370, "https": 3371}
+CLIENT_CERT_HINT = "; the controller may require a client certificate (linstor.cert, linstor.key)"
 NAME = "linstor"
 
 
@@ -81,7 +82,7 @@ async def _probe_one(
     target: http.Target, node: str, headers: dict[str, str], context: Optional[ssl.SSLContext]
 ) -> ProbeResult:
     started = time.monotonic()
-    health = await http.get(target, "/health", ssl_context=context)
+    health = await http.get(target, "/health", ssl_context=context, closed_hint=CLIENT_CERT_HINT)
     if health.status != 404:
         _check_status(health, "/health")
     version_answer = await http.get(target, "/v1/controller/version", headers, context)

@@ -80,7 +80,7 @@ async def address(host: str, port: int) -> str:
 
 
 def connect_error(exc: OSError, host: str, port: int) -> ProbeError:
-    where = f"{host}:{port}"
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if isinstance(exc, ssl.SSLError):
         reason = getattr(exc, "verify_message", "") or getattr(exc, "reason", "") or str(exc)
         return ProbeError("tls", f"TLS handshake with {where} failed: {reason}")

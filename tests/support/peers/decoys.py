@@ -23,11 +23,11 @@ class _Listener:
         self.answer = answer
         self.held: list[socket.socket] = []
         self.stopping = threading.Event()
+        self.sock.settimeout(0.1)
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
     def _serve(self) -> None:
-        self.sock.settimeout(0.1)
         while not self.stopping.is_set():
             try:
                 conn, _ = self.sock.accept()

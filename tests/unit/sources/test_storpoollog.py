@@ -132,3 +132,29 @@ def test_a_drop_in_the_agent_log_is_not_undone_by_an_older_storpool_line():
     _, history = run([snap(T0 + 60, [], events=merged)])
     current = history.incarnations[-1]
     assert SP in current.dropped
+
+
+def test_model_a_removed_storpool_pool_whose_heartbeat_would_fail_is_critical_before_the_first_try():
+    """The ground-truth model: with the StorPool API gone (or this host's client down)
+    the HA monitor's next round fails for the stale entry, and after its tries reboots
+    the host. The probe asks what the heartbeat asks, so the guard says so before any
+    `Write heartbeat ... failed` line is written."""
+    world = World(mode="observe")
+    uuid = "5f0e8c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b"
+    world.apply("create_pool", uuid, STORPOOL, "sp-api")
+    world.check()
+    world.apply("maintenance", uuid, True)
+    world.apply("delete_pool", uuid)
+    world.check()
+    world.check()
+    assert world.status() == Severity.WARNING
+    world.apply("set_backend", "sp-api", "down")
+    assert world.model.heartbeat_failing(uuid) and not any(e.kind == "heartbeat-failure" for e in world.log)
+    world.check()
+    [finding] = world.last_findings
+    assert (finding.kind, finding.severity, finding.restart_helps) == ("stale-pool", Severity.CRITICAL, True)
+    assert "rebooted" in finding.action
+    world.apply("set_backend", "sp-api", "up")
+    world.model.storpool_client_down = True
+    world.check()
+    assert [f.severity for f in world.last_findings] == [Severity.CRITICAL], "this host's client down"
