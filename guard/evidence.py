@@ -38,7 +38,7 @@ def version_tuple(version: str) -> tuple[int, ...]:
 def probe_evidence(snap: Snapshot, uuid: str, url: str) -> list[Evidence]:
     probe = snap.probe_for(uuid)
     if probe is None:
-        return [Evidence("probe", "controller URL unknown, not probed")] if not url else []
+        return [Evidence("probe", "where its storage answers is unknown, not probed")] if not url else []
     return [Evidence(f"probe {probe.backend}", f"{probe.target}: {probe.status} ({probe.detail})")]
 
 

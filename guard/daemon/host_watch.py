@@ -14,6 +14,7 @@ from guard.collect import LOG_LOOKBACK_WITHOUT_AGENT_S
 from guard.follow import Follower
 from guard.inotify import DirWatch, open_watch
 from guard.model import CLOCK_SLACK_S, AgentProcess, LogEvent, SourceStatus
+from guard.record import HOLD_KINDS
 from guard.sources.agent import find_agent, inspect_agent, status_of, unit_state
 from guard.sources.agentconf import read_agent_properties
 from guard.sources.agentlog import IncrementalParser, iter_events, log_set
@@ -122,6 +123,8 @@ async def follow_log(rt: Runtime, state: State) -> None:
                 events += parser.flush()
                 flush_due = False
             state.events.extend(events)
+            if any(e.kind in HOLD_KINDS for e in events):
+                rt.probe_now.set()  # a pool the agent took may have a backend to ask
             status = SourceStatus("agent-log", not follower.problem, follower.problem or f"{path}: following")
             if state.statuses.get("agent-log") != status:
                 state.mark("agent-log", status)
@@ -196,6 +199,7 @@ async def watch_storpool_log(rt: Runtime, state: State) -> None:
             if tuple(events) != state.storpool_events:
                 state.storpool_events = tuple(events)
                 rt.dirty.set()
+                rt.probe_now.set()
             if state.statuses.get(STORPOOL_LOG) != status:
                 state.mark(STORPOOL_LOG, status)
         await rt.sleep(STORPOOL_LOG_POLL_S)

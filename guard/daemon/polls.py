@@ -10,7 +10,7 @@ import time
 from guard.backends import ProbeTarget, probe_all
 from guard.backoff import Backoff
 from guard.collect import probe_targets
-from guard.model import SourceStatus
+from guard.model import ProbeResult, SourceStatus
 from guard.record import record
 from guard.sources.agentconf import read_agent_properties
 from guard.sources.management import read_management
@@ -78,7 +78,7 @@ async def run_probes(rt: Runtime, state: State) -> None:
         else:
             backoff.reset()
             wait = jittered(interval)
-        await _until_probe_due(rt, state, wait, {t.endpoint for t in targets}, failing)
+        await _until_probe_due(rt, state, wait, results, failing)
 
 
 def _targets(state: State) -> list[ProbeTarget]:
@@ -87,9 +87,12 @@ def _targets(state: State) -> list[ProbeTarget]:
     return probe_targets(record(state.history, snap), snap)
 
 
-async def _until_probe_due(rt: Runtime, state: State, wait: float, probed: set[str], failing: bool) -> None:
-    """A new listing brings the next round forward, unless the last one failed and the
-    listing names no new target: then the back-off holds."""
+async def _until_probe_due(rt: Runtime, state: State, wait: float,
+                           results: dict[tuple[str, str], ProbeResult], failing: bool) -> None:
+    """A new listing, or a pool the agent was newly seen to take, brings the next round
+    forward, unless the last one failed and no new endpoint is named: then the back-off
+    holds, and a new pool at an endpoint already asked (every StorPool pool of the host
+    shares one) gets that answer at once."""
     loop = asyncio.get_running_loop()
     due = loop.time() + wait
     while not rt.stopping.is_set() and loop.time() < due:
@@ -98,6 +101,11 @@ async def _until_probe_due(rt: Runtime, state: State, wait: float, probed: set[s
             await asyncio.wait_for(rt.probe_now.wait(), due - loop.time())
         if not rt.probe_now.is_set() or not failing:
             return
-        wanted = {t.endpoint for t in _targets(state)}
-        if wanted - probed or ("management" in state.statuses and not state.probes_ready):
+        targets = _targets(state)
+        if any((t.backend, t.endpoint) not in results for t in targets) or (
+                "management" in state.statuses and not state.probes_ready):
             return
+        known = {t.pool_uuid: results[t.backend, t.endpoint] for t in targets}
+        if known.keys() - state.probes.keys():
+            state.probes = known
+            rt.dirty.set()

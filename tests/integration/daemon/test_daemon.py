@@ -78,14 +78,17 @@ def test_stop_failure_line_in_the_log_reaches_the_daemon(host, daemon):
 
 def test_storpool_adaptor_log_lines_reach_the_daemon_as_they_are_written(host, daemon):
     """Nothing lists these StorPool pools: StorPool's own log is the only sign that the
-    running agent was given them, and so heartbeats them."""
+    running agent was given them, and so heartbeats them; the StorPool probe says whether
+    that heartbeat would pass."""
     daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
     first, second = "tpl;5f0e8c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b", "tpl;0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
     for uuid in (first, second):
         with open(host.storpool_log, "a", encoding="utf-8") as out:
             out.write(create(time.time(), uuid))
-        finding = daemon.wait_event("finding", kind="stale-pool", pool=uuid, timeout=10)
-        assert finding["severity"] == "WARNING" and "storpool-agent.log" in finding["evidence"]
+        # No StorPool runs on this host: what the heartbeat checks fails, so it would reboot.
+        finding = daemon.wait_event("finding", kind="stale-pool", pool=uuid, severity="CRITICAL", timeout=10)
+        assert "storpool-agent.log" in finding["evidence"] and "rebooted" in finding["action"]
+        assert "StorPool is not configured on this host" in finding["evidence"]
 
 
 def test_log_rotation_under_the_daemon(host, daemon):
