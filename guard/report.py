@@ -148,7 +148,7 @@ def json_doc(findings: list[Finding], snap: Snapshot, history: History, elapsed:
         "probes": [
             {"pool_uuid": uuid, "backend": p.backend, "target": p.target, "status": p.status,
              "detail": p.detail, "latency_s": round(p.latency_s, 4), "http_status": p.http_status,
-             "version": p.version, "node_status": p.node_status}
+             "version": p.version, "node_status": p.node_status, "source": p.source}
             for uuid, p in snap.probes
         ],
         "perfdata": perfdata(findings, snap, elapsed, history),

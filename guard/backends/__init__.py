@@ -11,13 +11,15 @@ from dataclasses import replace
 from typing import Optional
 from urllib.parse import urlsplit
 
-from guard.backends import linstor
+from guard.backends import gluster, iscsi, linstor, nfs, powerflex, rbd, storpool
 from guard.backends.base import Backend, Endpoint, ProbeTarget
 from guard.config import Config
 from guard.model import ProbeResult
 from guard.urls import without_userinfo
 
-BACKENDS: dict[str, Backend] = {linstor.BACKEND.name: linstor.BACKEND}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    linstor.BACKEND, nfs.BACKEND, rbd.BACKEND, iscsi.BACKEND, gluster.BACKEND, storpool.BACKEND,
+    powerflex.BACKEND)}
 
 
 def backend_named(name: Optional[str]) -> Optional[Backend]:
@@ -28,6 +30,12 @@ def backend_for_url(url: str) -> Optional[Backend]:
     """By the scheme of the URL's first entry (a comma list names HA controllers); an
     entry without one is a bare host:port, as CloudStack stores LINSTOR's."""
     first = url.split(",", 1)[0].strip()
+    # A backend whose URLs have no scheme:// of their own says which are its (StorPool's
+    # `storpool:` and CloudStack's SP_API_HTTP=...;SP_AUTH_TOKEN=...).
+    for backend in BACKENDS.values():
+        claims = getattr(backend, "claims", None)
+        if claims is not None and claims(first):
+            return backend
     scheme = urlsplit(first).scheme.lower() if "://" in first else "http"
     return next((b for b in BACKENDS.values() if scheme in b.schemes), None)
 
@@ -42,7 +50,9 @@ async def probe_bounded(backend: Backend, url: str, config: Config, timeout: flo
     does; a bug in a probe is a bad-answer with its name, never an exception out of a
     source."""
     started = time.monotonic()
-    shown = without_userinfo(url)
+    # A backend whose URLs break the URL grammar (RBD's base64 secret holds '/') says
+    # itself how to show one without its secret.
+    shown = getattr(backend, "shown", without_userinfo)(url)
     try:
         result = await asyncio.wait_for(backend.probe(url, config, timeout), timeout + GRACE_S)
     except asyncio.TimeoutError:
