@@ -39,7 +39,8 @@ def probe_evidence(snap: Snapshot, uuid: str, url: str) -> list[Evidence]:
     probe = snap.probe_for(uuid)
     if probe is None:
         return [Evidence("probe", "where its storage answers is unknown, not probed")] if not url else []
-    return [Evidence(f"probe {probe.backend}", f"{probe.target}: {probe.status} ({probe.detail})")]
+    where = f" (from {probe.source})" if probe.source else ""
+    return [Evidence(f"probe {probe.backend}", f"{probe.target}{where}: {probe.status} ({probe.detail})")]
 
 
 def recent_heartbeat_failures(snap: Snapshot, uuid: str, since: float) -> list[LogEvent]:
