@@ -22,10 +22,11 @@ import struct
 import time
 from dataclasses import dataclass
 from typing import Optional
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 from guard.backends import oncrpc, wire
 from guard.backends.base import Endpoint
+from guard.backends.hostport import first_host_endpoint, split_storage_url, usable
 from guard.backends.oncrpc import SUCCESS, Progress, where
 from guard.backends.wire import ProbeError
 from guard.config import Config
@@ -77,24 +78,11 @@ class Dump:
 
 def parse_url(text: str) -> Target:
     """gluster://HOST[:PORT]/VOLUME; a user:secret@ is dropped and never shown."""
-    shown = without_userinfo(text.strip())
-    try:
-        parts = urlsplit(shown)
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"not a usable URL (bad host or port): {shown!r}, want {GRAMMAR}") from None
-    if parts.scheme.lower() != "gluster":
-        raise ValueError(f"not a gluster:// URL: {shown!r}, want {GRAMMAR}")
-    if not parts.hostname:
-        raise ValueError(f"no host in {shown!r}, want {GRAMMAR}")
-    if port == 0:
-        raise ValueError(f"port 0 in {shown!r}")
-    if parts.query or parts.fragment or shown.endswith(("?", "#")):
-        raise ValueError(f"a query or fragment in {shown!r}: a Gluster URL has neither")
+    shown, parts, port = split_storage_url(text, "gluster", GRAMMAR, "a Gluster URL", "a gluster:// URL")
     volume = unquote(parts.path).strip("/")
     if not volume:
         raise ValueError(f"no volume in {shown!r}, want {GRAMMAR}")
-    return Target(parts.hostname, port or DEFAULT_PORT, volume)
+    return Target(str(parts.hostname), port or DEFAULT_PORT, volume)
 
 
 def parse_dump(results: bytes, what: str) -> Dump:
@@ -162,12 +150,7 @@ def pool_url(host: str, port: int, volume: str) -> Optional[str]:
         return None
     shown_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     shown_port = f":{port}" if port else ""
-    url = f"gluster://{shown_host}{shown_port}/{quote(name, safe='/')}"
-    try:
-        parse_url(url)
-    except ValueError:
-        return None
-    return url
+    return usable(f"gluster://{shown_host}{shown_port}/{quote(name, safe='/')}", parse_url)
 
 
 class GlusterBackend:
@@ -183,14 +166,7 @@ class GlusterBackend:
         """The management server lists the server as ipaddress and the volume as path
         (with its leading slash); libvirt's pool XML has <host name [port]> and
         <dir path='/volume'/>, or <name> for a native gluster pool."""
-        if pool.type != POOL_TYPE or not pool.source_hosts:
-            return None
-        sources = {"management": "management server", "libvirt": "libvirt pool XML"}
-        if pool.origin not in sources:
-            return None
-        port = pool.source_port if pool.origin == "libvirt" else 0
-        url = pool_url(pool.source_hosts[0], port, pool.source_path)
-        return Endpoint(url, sources[pool.origin]) if url else None
+        return first_host_endpoint(pool, POOL_TYPE, pool_url)
 
     async def probe(self, endpoint: str, config: Config, timeout: float) -> ProbeResult:
         return await probe(endpoint, timeout)

@@ -23,10 +23,11 @@ import struct
 import time
 from dataclasses import dataclass
 from typing import Optional, Union
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from guard.backends import oncrpc, wire
 from guard.backends.base import Endpoint
+from guard.backends.hostport import first_host_endpoint, split_storage_url, usable
 from guard.backends.oncrpc import PROG_MISMATCH, PROG_UNAVAIL, SUCCESS, Progress, where
 from guard.backends.wire import ProbeError
 from guard.config import Config
@@ -62,23 +63,10 @@ class Target:
 
 def parse_url(text: str) -> Target:
     """nfs://HOST[:PORT]/PATH; a user:secret@ is dropped and never shown."""
-    shown = without_userinfo(text.strip())
-    try:
-        parts = urlsplit(shown)
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"not a usable URL (bad host or port): {shown!r}, want {GRAMMAR}") from None
-    if parts.scheme.lower() != "nfs":
-        raise ValueError(f"not an nfs:// URL: {shown!r}, want {GRAMMAR}")
-    if not parts.hostname:
-        raise ValueError(f"no host in {shown!r}, want {GRAMMAR}")
-    if port == 0:
-        raise ValueError(f"port 0 in {shown!r}")
-    if parts.query or parts.fragment or shown.endswith(("?", "#")):
-        raise ValueError(f"a query or fragment in {shown!r}: an NFS URL has neither")
+    shown, parts, port = split_storage_url(text, "nfs", GRAMMAR, "an NFS URL", "an nfs:// URL")
     if not parts.path.startswith("/"):
         raise ValueError(f"no export path in {shown!r}, want {GRAMMAR}")
-    return Target(parts.hostname, port or DEFAULT_PORT, parts.path, port is not None)
+    return Target(str(parts.hostname), port or DEFAULT_PORT, parts.path, port is not None)
 
 
 def parse_getport(results: bytes, what: str) -> int:
@@ -205,12 +193,7 @@ def pool_url(host: str, port: int, path: str) -> Optional[str]:
     shown_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     shown_port = f":{port}" if port else ""
     exported = quote(path if path.startswith("/") else "/" + path, safe="/:@!$&'()*+,;=-._~%")
-    url = f"nfs://{shown_host}{shown_port}{exported}"
-    try:
-        parse_url(url)
-    except ValueError:
-        return None
-    return url
+    return usable(f"nfs://{shown_host}{shown_port}{exported}", parse_url)
 
 
 class NfsBackend:
@@ -225,14 +208,7 @@ class NfsBackend:
     def endpoint(self, pool: Pool) -> Optional[Endpoint]:
         """The management server lists the server as ipaddress and the export as path;
         libvirt's pool XML has the same as <host name [port]> and <dir path>."""
-        if pool.type != POOL_TYPE or not pool.source_hosts:
-            return None
-        sources = {"management": "management server", "libvirt": "libvirt pool XML"}
-        if pool.origin not in sources:
-            return None
-        port = pool.source_port if pool.origin == "libvirt" else 0
-        url = pool_url(pool.source_hosts[0], port, pool.source_path)
-        return Endpoint(url, sources[pool.origin]) if url else None
+        return first_host_endpoint(pool, POOL_TYPE, pool_url)
 
     async def probe(self, endpoint: str, config: Config, timeout: float) -> ProbeResult:
         return await probe(endpoint, timeout)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ipaddress
 import json
 import re
 import ssl
@@ -44,6 +43,7 @@ from urllib.parse import quote, unquote
 
 from guard.backends import http
 from guard.backends.base import Endpoint
+from guard.backends.hostport import split_host_port
 from guard.backends.powerflex_credentials import Credentials, load_credentials
 from guard.backends.powerflex_sdc import Part, sdc_home, sdc_part
 from guard.backends.wire import ProbeError
@@ -97,32 +97,13 @@ class Target:
 
 
 def _host_and_port(hostport: str) -> tuple[str, int]:
-    if hostport.startswith("["):
-        close = hostport.find("]")
-        if close < 0:
-            raise ValueError(f"the gateway address has an unclosed '['; {_URL_FORM}")
-        host, after = hostport[1:close], hostport[close + 1:]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"the gateway address in [ ] is not an IPv6 address; {_URL_FORM}") from None
-        if after and not after.startswith(":"):
-            raise ValueError(f"unexpected text after the gateway's [ADDRESS]; {_URL_FORM}")
-        port_text, has_port = after[1:], bool(after)
-    elif hostport.count(":") > 1:
-        raise ValueError(f"an IPv6 gateway address goes in brackets, [ADDRESS]:PORT; {_URL_FORM}")
-    else:
-        host, colon, port_text = hostport.partition(":")
-        has_port = bool(colon)
-        if not host:
-            raise ValueError(f"the URL names no gateway host; {_URL_FORM}")
-        if not _HOST_NAME.fullmatch(host):
-            raise ValueError(f"the gateway host has characters no host name has; {_URL_FORM}")
-    if not has_port:
-        return host, DEFAULT_PORT
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"the gateway port is not a TCP port (1-65535); {_URL_FORM} ({_ENCODE_HINT})")
-    return host, int(port_text)
+    try:
+        host, port = split_host_port(hostport, "the gateway address")
+    except ValueError as exc:
+        raise ValueError(f"{exc}; {_URL_FORM} ({_ENCODE_HINT})") from None
+    if ":" not in host and not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"the gateway host has characters no host name has; {_URL_FORM}")
+    return host, port or DEFAULT_PORT
 
 
 def _credentials(userinfo: str) -> Credentials:

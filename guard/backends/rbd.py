@@ -25,6 +25,7 @@ from urllib.parse import quote, unquote
 from guard.backends import wire
 from guard.backends.base import Endpoint
 from guard.backends.ceph_banner import CLIENT_BANNER_V1, CLIENT_BANNER_V2, Banner, read_banner
+from guard.backends.hostport import split_host_port
 from guard.backends.wire import ProbeError
 from guard.config import Config
 from guard.model import Pool, ProbeResult
@@ -86,30 +87,7 @@ def shown_url(text: str) -> str:
 
 
 def _parse_host(entry: str) -> tuple[str, Optional[int]]:
-    if entry.startswith("["):
-        close = entry.find("]")
-        if close < 0:
-            raise ValueError(f"monitor {entry!r} has no closing ']'")
-        host, after = entry[1:close], entry[close + 1:]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"monitor {entry!r} is not an IPv6 address in brackets") from None
-        if after and not after.startswith(":"):
-            raise ValueError(f"unexpected {after!r} after monitor [{host}]")
-        port_text = after[1:] if after else None
-    elif entry.count(":") > 1:
-        raise ValueError(f"IPv6 monitor {entry!r} needs brackets: [{entry}]")
-    else:
-        host, sep, port_text_or_empty = entry.partition(":")
-        port_text = port_text_or_empty if sep else None
-    if not host:
-        raise ValueError(f"monitor {entry!r} has no host")
-    if port_text is None:
-        return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"monitor {entry!r} has a bad port {port_text!r}")
-    return host, int(port_text)
+    return split_host_port(entry, f"monitor {entry!r}")
 
 
 def parse_url(text: str) -> Target:

@@ -68,7 +68,7 @@ def test_the_shown_url_and_repr_never_carry_the_password() -> None:
     ("https://gw/pool1", "not a PowerFlex URL"),
     ("gw/pool1", "not a PowerFlex URL"),
     ("powerflex:/gw/pool1", "not a PowerFlex URL"),
-    ("powerflex:///pool1", "no gateway host"),
+    ("powerflex:///pool1", "gateway address names no host"),
     ("powerflex://gw:0/p", "not a TCP port"),
     ("powerflex://gw:65536/p", "not a TCP port"),
     ("powerflex://gw:https/p", "not a TCP port"),

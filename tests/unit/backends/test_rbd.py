@@ -66,14 +66,14 @@ def test_parse_url_accepts_what_cloudstack_writes(url, monitors, pool):
     ("rbd://mon1/", "no pool in rbd://mon1/"),
     ("rbd:///rbdpool", "no monitor in the URL"),
     ("rbd://mon1,,mon2/rbdpool", "empty monitor in 'mon1,,mon2'"),
-    ("rbd://mon1:port/rbdpool", "monitor 'mon1:port' has a bad port 'port'"),
-    ("rbd://mon1:70000/rbdpool", "monitor 'mon1:70000' has a bad port '70000'"),
-    ("rbd://mon1:/rbdpool", "monitor 'mon1:' has a bad port ''"),
-    ("rbd://:6789/rbdpool", "monitor ':6789' has no host"),
-    ("rbd://2001:db8::1/rbdpool", "IPv6 monitor '2001:db8::1' needs brackets: [2001:db8::1]"),
-    ("rbd://[2001:db8::1/rbdpool", "monitor '[2001:db8::1' has no closing ']'"),
-    ("rbd://[mon1]/rbdpool", "monitor '[mon1]' is not an IPv6 address in brackets"),
-    ("rbd://[::1]x/rbdpool", "unexpected 'x' after monitor [::1]"),
+    ("rbd://mon1:port/rbdpool", "monitor 'mon1:port' has a port that is not a TCP port (1-65535)"),
+    ("rbd://mon1:70000/rbdpool", "monitor 'mon1:70000' has a port that is not a TCP port (1-65535)"),
+    ("rbd://mon1:/rbdpool", "monitor 'mon1:' has a port that is not a TCP port (1-65535)"),
+    ("rbd://:6789/rbdpool", "monitor ':6789' names no host"),
+    ("rbd://2001:db8::1/rbdpool", "monitor '2001:db8::1' is IPv6 and goes in brackets, [ADDRESS]:PORT"),
+    ("rbd://[2001:db8::1/rbdpool", "monitor '[2001:db8::1' has an unclosed '['"),
+    ("rbd://[mon1]/rbdpool", "monitor '[mon1]' in [ ] is not an IPv6 address"),
+    ("rbd://[::1]x/rbdpool", "unexpected text after the ]: monitor '[::1]x'"),
 ])
 def test_parse_url_names_each_problem(url, message):
     with pytest.raises(ValueError) as caught:
