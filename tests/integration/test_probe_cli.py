@@ -99,3 +99,20 @@ def test_text_mode_says_how_many_are_not_healthy_then_one_line_each(guard_toml: 
     assert proc.returncode == 2
     assert lines[0].startswith("CLOUDSTACK-GUARD CRITICAL - 1 of 2 not healthy; ") and refused in lines[0]
     assert len(lines) == 3 and "healthy" in lines[1] and "refused" in lines[2]
+
+
+def test_secrets_in_any_backends_url_never_reach_the_output(guard_toml: Path) -> None:
+    """RBD keys (base64, may hold '/'), PowerFlex passwords, StorPool tokens, userinfo on
+    any scheme: probed, refused or unusable, the output never carries them."""
+    port = free_port()
+    secrets = ["AQDk3/x+Zy==", "pf-Pa55", "sp-7781", "nfs-pw"]
+    targets = [f"rbd://admin:{secrets[0]}@{HOST}:{port}/pool",
+               f"powerflex://admin:{secrets[1]}@{HOST}:{port}/p1",
+               f"SP_API_HTTP={HOST}:{port};SP_AUTH_TOKEN={secrets[2]};SP_TEMPLATE=ssd",
+               f"nfs://u:{secrets[3]}@{HOST}:{port}/export"]
+    for args in ([*targets, "--json"], targets, [targets[0].replace(f":{port}/", ":notaport/")],
+                 [targets[2].replace(f":{port};", ":x;")]):
+        proc, _ = probe(guard_toml, *args, "--timeout", "1")
+        assert proc.returncode in (2, 3), proc.stdout
+        for secret in secrets:
+            assert secret not in proc.stdout and secret not in proc.stderr, (secret, proc.stdout)
