@@ -43,7 +43,7 @@ from urllib.parse import quote, unquote
 
 from guard.backends import http
 from guard.backends.base import Endpoint
-from guard.backends.hostport import split_host_port
+from guard.backends.hostport import split_host_port, usable
 from guard.backends.powerflex_credentials import Credentials, load_credentials
 from guard.backends.powerflex_sdc import Part, sdc_home, sdc_part
 from guard.backends.wire import ProbeError
@@ -348,17 +348,15 @@ class PowerFlexBackend:
         ipaddress and the PowerFlex storage pool's id as its path
         (ScaleIOPrimaryDataStoreLifeCycle.initialize: setHost(uri.getHost()),
         setPath(scaleIOPool.getId())); a gateway port other than 443 is not listed.
+        The probe asks the gateway and this host's SDC, neither per pool, so the endpoint
+        is the gateway alone: every pool behind one gateway is probed once (16 pools were
+        16 gateway logins and 16 drv_cfg runs a round, slow enough to time out).
         PowerFlex pools are no libvirt pools, so libvirt's view has none."""
         if pool.type.lower() != "powerflex" or pool.origin != "management" or not pool.source_hosts:
             return None
         host = pool.source_hosts[0]
-        shown = f"[{host}]" if ":" in host else host
-        url = f"{SCHEME}://{shown}" + (f"/{quote(pool.source_path, safe='')}" if pool.source_path else "")
-        try:
-            parse_url(url)
-        except ValueError:
-            return None
-        return Endpoint(url, "management server")
+        url = usable(f"{SCHEME}://" + (f"[{host}]" if ":" in host else host), parse_url)
+        return Endpoint(url, "management server") if url else None
 
     async def probe(self, endpoint: str, config: Config, timeout: float) -> ProbeResult:
         return await probe(endpoint, config, timeout)

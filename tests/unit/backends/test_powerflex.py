@@ -146,9 +146,11 @@ def management_pool(**kwargs: object) -> Pool:
     return Pool(**values)
 
 
-def test_endpoint_from_the_management_listing_is_gateway_and_pool_id() -> None:
+def test_endpoint_from_the_management_listing_is_the_gateway_so_its_pools_are_probed_once() -> None:
     endpoint = powerflex.BACKEND.endpoint(management_pool())
-    assert endpoint == ("powerflex://10.0.0.5/4daaa55e00000000", "management server")
+    assert endpoint == ("powerflex://10.0.0.5", "management server")
+    other = powerflex.BACKEND.endpoint(management_pool(source_path="5ebbb66f00000001"))
+    assert other == endpoint
     powerflex.BACKEND.validate(endpoint.url)
 
 
