@@ -130,7 +130,10 @@ def test_inactive_nfs_pool_and_orphan_after_removal(host, libvirt_conn):
     define_netfs_pool(libvirt_conn, nfs, "127.0.0.1", "/export/primary", str(host.root / "mnt"))
     run = host.check()
     assert run.returncode == 2
-    assert run.kinds() == ["pool-inactive"]
+    # No NFS server answers on 127.0.0.1: the probe says why libvirt has the pool inactive.
+    assert run.kinds() == ["backend-unreachable", "pool-inactive"]
+    [outage] = run.findings("backend-unreachable")
+    assert outage["pool_uuid"] == nfs and "kvmheartbeat.sh" in outage["action"]
     host.mgmt.remove_pool(nfs)
     run = host.check()
     assert run.kinds() == ["orphan-libvirt-pool"]
