@@ -50,7 +50,7 @@ def supported_schemes() -> str:
 
 
 def plan(target: str, history: History) -> Union[Planned, Unusable]:
-    shown = without_userinfo(target)
+    shown = without_userinfo(target) if "SP_AUTH_TOKEN" not in target else "(a StorPool URL)"
     if POOL_ID_RE.match(target):
         known = history.pool(pool_id(target))
         if known is None:
