@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from guard import __version__  # noqa: E402
 from guard.cli import build_parser  # noqa: E402
+from guard.kinds import FINDING_KINDS, FRESH_HOST  # noqa: E402
 
 
 def roff(text: str) -> str:
@@ -78,6 +79,10 @@ def manpage() -> str:
         out += _options(sub)
         if sub.epilog:
             out += [".PP", ".nf", roff(sub.epilog.rstrip()), ".fi"]
+    out += [".SH FINDINGS", "Each finding has a kind, a severity, its evidence and an action:"]
+    for kind, meaning in FINDING_KINDS.items():
+        out += [".TP", f"\\fB{roff(kind)}\\fR", roff(meaning)]
+    out += [".PP", roff(FRESH_HOST)]
     out += [
         ".SH EXIT STATUS",
         "\\fBcheck\\fR, \\fBanalyze\\fR and \\fBprobe\\fR follow the Nagios plugin convention: 0 OK, "

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from guard.cli import build_parser
+from guard.kinds import FINDING_KINDS
 from tests.support.paths import REPO
 
 
@@ -42,5 +43,17 @@ def test_every_command_and_option_is_in_the_manual(tmp_path):
                 for option in sub_action.option_strings:
                     if option not in ("-h", "--help"):
                         assert option in text, (name, option)
-    for section in ("NAME", "SYNOPSIS", "COMMANDS", "EXIT STATUS", "FILES"):
+    for section in ("NAME", "SYNOPSIS", "COMMANDS", "FINDINGS", "EXIT STATUS", "FILES"):
         assert section in text
+    for kind in FINDING_KINDS:
+        assert kind in text, kind
+
+
+def test_every_kind_of_finding_the_code_can_emit_is_in_the_manual():
+    """The table the manual is written from holds exactly the kinds guard/ emits."""
+    emitted = set()
+    for path in (REPO / "guard").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        emitted |= set(re.findall(r'Finding\(\s*(?:kind=)?"([a-z-]+)"', text))
+        emitted |= set(re.findall(r'\(\("(stop-failure)", ', text))
+    assert emitted == set(FINDING_KINDS), emitted ^ set(FINDING_KINDS)
