@@ -32,5 +32,7 @@ FINDING_KINDS: dict[str, str] = {
 }
 
 FRESH_HOST = ("On a fresh host (the package installed, no agent and no libvirtd yet) `check` "
-              "answers CRITICAL agent-down saying the agent is not installed, and UNKNOWN "
-              "source-unavailable for libvirt; configure [management] for full coverage.")
+              "answers CRITICAL agent-down, saying the agent is not installed when systemd knows "
+              "no cloudstack-agent unit, and UNKNOWN source-unavailable for agent.properties, the "
+              "agent log and libvirt, each naming the file or socket and the fix. Configure "
+              "[management] for full coverage.")
