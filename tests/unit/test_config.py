@@ -11,6 +11,7 @@ import pytest
 
 from guard.config import Config, ConfigError, load_config, parse_config, parse_duration
 from tests.support.paths import REPO
+from tests.support.real_parts import real_part_unavailable
 
 
 def run_check(config: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -151,3 +152,20 @@ def test_durations(text, seconds):
 def test_bad_durations(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("key", ["config", "credentials", "powerflex"])
+def test_files_owned_by_another_user_are_refused(tmp_path, key):
+    """Whoever owns a file can rewrite it whatever its mode says: the daemon runs as root."""
+    if os.geteuid() != 0:
+        real_part_unavailable("chown to another user", "needs root (CI runs as root)")
+    cred = creds(tmp_path)
+    powerflex = write(tmp_path / "powerflex.ini", "[powerflex]\nusername = u\npassword = p\n", 0o600)
+    config = write(tmp_path / "guard.toml", f'[management]\ncredentials = "{cred}"\n'
+                   f'[powerflex]\ncredentials = "{powerflex}"\n')
+    target = {"config": config, "credentials": cred, "powerflex": powerflex}[key]
+    os.chown(target, 65534, 65534)
+    result = run_check(config)
+    assert result.returncode == 3, result.stdout
+    assert f"{target}: " in result.stdout and "owned by uid 65534" in result.stdout
+    assert f"chown root {target}" in result.stdout
