@@ -110,3 +110,26 @@ def make_test_pki(directory: Union[str, Path]) -> dict[str, Path]:
         "client_cert": client_cert,
         "client_key": client_key,
     }
+
+
+def openssl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def server_cert(pki: dict[str, Path], name: str, san: str, days: str) -> Path:
+    """A certificate for the test server's key, signed by the test CA: for another host,
+    or already expired (x509 -days -1 ends its validity a day before it starts)."""
+    directory = pki["ca"].parent
+    ext, csr, cert = directory / f"{name}.ext", directory / f"{name}.csr", directory / f"{name}.pem"
+    ext.write_text(f"[v3]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
+                   f"extendedKeyUsage = serverAuth\nsubjectAltName = {san}\n")
+    steps = [("req", "-new", "-key", str(pki["server_key"]), "-subj", f"/CN={name}", "-out", str(csr)),
+             ("x509", "-req", "-in", str(csr), "-CA", str(pki["ca"]), "-CAkey", str(directory / "ca.key"),
+              "-set_serial", str(secrets.randbits(63)), "-days", days, "-sha256", "-extfile", str(ext),
+              "-extensions", "v3", "-out", str(cert))]
+    for step in steps:
+        result = openssl(*step)
+        if result.returncode != 0:
+            raise RuntimeError(f"openssl {step[0]} failed: {result.stderr.strip()}")
+    return cert

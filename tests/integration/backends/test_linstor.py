@@ -32,7 +32,7 @@ from guard.config import Config, LinstorConfig, ProbesConfig
 from guard.model import ProbeResult
 from tests.support.emulators.linstor import CONTROLLER_VERSION, LinstorEmulator
 from tests.support.paths import REPO
-from tests.support.pki import make_test_pki
+from tests.support.pki import make_test_pki, server_cert
 
 HOST = "127.0.0.1"
 NODE = "kvm1"
@@ -813,3 +813,19 @@ def test_cli_probe_of_a_scheme_no_backend_speaks_is_unknown_and_names_those_that
     lines = proc.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("CLOUDSTACK-GUARD UNKNOWN - ")
     assert "sheepdog://10.0.0.9/primary" in lines[0] and "http://, https://" in lines[0]
+
+
+@pytest.mark.parametrize("kind", ["expired", "another host's"])
+def test_an_expired_or_wrong_host_certificate_is_tls_and_never_plain_http(
+    pki: dict[str, Path], kind: str
+) -> None:
+    """Signed by the CA the guard trusts, yet not for this controller now: verification
+    fails, the probe says tls, and it never tries http:// instead."""
+    expired = kind == "expired"
+    san = "IP:127.0.0.1, DNS:localhost" if expired else "DNS:ctl.elsewhere.example"
+    cert = server_cert(pki, "expired" if expired else "elsewhere", san, "-1" if expired else "7")
+    with LinstorEmulator(nodes=[NODE], server_cert=cert, server_key=pki["server_key"]) as emu:
+        result, _ = run_probe(emu.url, config(ca=str(pki["ca"])))
+        assert result.status == "tls", result
+        assert ("expired" if expired else "mismatch") in result.detail, result.detail
+        assert emu.requests == []

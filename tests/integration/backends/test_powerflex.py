@@ -31,7 +31,7 @@ from tests.support.paths import REPO
 from tests.support.peers.decoys import free_port, hanging_listener, web_server
 from tests.support.peers.drv_cfg import MDM_1, MDM_2, StandInDrvCfg
 from tests.support.peers.process import PeerError, PeerProcess
-from tests.support.pki import make_test_pki
+from tests.support.pki import make_test_pki, openssl, server_cert
 from tests.support.real_parts import real_part_unavailable
 
 HOST = "127.0.0.1"
@@ -46,29 +46,6 @@ OPENSSL_TIMEOUT = 30.0
 # -- certificates ------------------------------------------------------------------------
 
 
-def _openssl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=OPENSSL_TIMEOUT,
-                          check=False)
-
-
-def _server_cert(pki: dict[str, Path], name: str, san: str, days: str) -> Path:
-    """A certificate for the test server's key, signed by the test CA: for another host,
-    or already expired (x509 -days -1 ends its validity a day before it starts)."""
-    directory = pki["ca"].parent
-    ext, csr, cert = directory / f"{name}.ext", directory / f"{name}.csr", directory / f"{name}.pem"
-    ext.write_text(f"[v3]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
-                   f"extendedKeyUsage = serverAuth\nsubjectAltName = {san}\n")
-    steps = [("req", "-new", "-key", str(pki["server_key"]), "-subj", f"/CN={name}", "-out", str(csr)),
-             ("x509", "-req", "-in", str(csr), "-CA", str(pki["ca"]), "-CAkey", str(directory / "ca.key"),
-              "-set_serial", str(secrets.randbits(63)), "-days", days, "-sha256", "-extfile", str(ext),
-              "-extensions", "v3", "-out", str(cert))]
-    for step in steps:
-        result = _openssl(*step)
-        if result.returncode != 0:
-            real_part_unavailable("openssl", f"{step[0]} failed: {result.stderr.strip()}")
-    return cert
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if shutil.which("openssl") is None:
@@ -77,10 +54,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         made = make_test_pki(tmp_path_factory.mktemp("pki"))
     except (RuntimeError, subprocess.SubprocessError) as exc:
         real_part_unavailable("openssl", str(exc))
-    made["expired_cert"] = _server_cert(made, "expired", "IP:127.0.0.1, DNS:localhost", "-1")
-    if _openssl("x509", "-checkend", "0", "-noout", "-in", str(made["expired_cert"])).returncode == 0:
+    made["expired_cert"] = server_cert(made, "expired", "IP:127.0.0.1, DNS:localhost", "-1")
+    if openssl("x509", "-checkend", "0", "-noout", "-in", str(made["expired_cert"])).returncode == 0:
         real_part_unavailable("openssl", "x509 -days -1 did not make an expired certificate")
-    made["elsewhere_cert"] = _server_cert(made, "elsewhere", "DNS:gateway.elsewhere.example", "7")
+    made["elsewhere_cert"] = server_cert(made, "elsewhere", "DNS:gateway.elsewhere.example", "7")
     return made
 
 
