@@ -148,16 +148,23 @@ class Judging:
     async def save(self, history: History, force: bool = False) -> None:
         """Merged with what `check` or an operator's `restart-agent` saved meanwhile."""
         state = self.state
-        if history == state.history and not force:
+        failing = state.statuses.get("history")
+        unsaved = failing is not None and not failing.ok
+        if history == state.history and not force and not unsaved:
             return
         try:
             merged = await self.rt.in_thread(history_store.save_merged, self.rt.config.state_dir,
                                              history, state.base)
         except OSError as exc:
             state.history = history
-            state.mark("history", SourceStatus("history", False, f"cannot save history: {exc.strerror}"))
+            status = SourceStatus("history", False, f"cannot save history: {exc.strerror}")
+            if state.statuses.get("history") != status:
+                state.mark("history", status)  # once: an unchanged failure must not spin the loop
             return
         state.history = state.base = merged
+        if unsaved:
+            # A full, read-only or deleted state_dir that works again: say so.
+            state.mark("history", SourceStatus("history", True, f"saved to {self.rt.config.state_dir}"))
 
     async def consider_restart(self, snap: Snapshot, findings: list[Finding]) -> None:
         """Every gate is read fresh: the agent's children (a copy started a moment ago),

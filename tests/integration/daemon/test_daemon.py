@@ -3,9 +3,11 @@ real libvirtd events, the agent log written as the real agent writes it, signals
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import time
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from tests.support.agent_lines import LINSTOR_STOP_FAILURE, create
 from tests.support.daemon import RunningDaemon
 from tests.support.libvirtd import define_dir_pool
+from tests.support.real_parts import real_part_unavailable
 
 NFS_UUID = "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
 
@@ -162,3 +165,49 @@ def test_a_log_directory_that_appears_later_is_polled_then_watched(host, tmp_pat
         assert len(daemon.events("agent-log-polled")) == 1, "said once, not every look"
     finally:
         daemon.stop()
+
+
+@pytest.fixture
+def tiny_state_dir(tmp_path):
+    """state_dir on a 64 KiB tmpfs, which a test can fill."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        real_part_unavailable("a tmpfs mount", "needs root and mount(8)")
+    state = tmp_path / "tiny-state"
+    state.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(state)],
+                             capture_output=True, text=True, timeout=10)
+    if mounted.returncode != 0:
+        real_part_unavailable("a tmpfs mount", mounted.stderr.strip())
+    yield state
+    subprocess.run(["umount", "-l", str(state)], capture_output=True, timeout=10)
+
+
+def test_a_full_or_deleted_state_dir_is_one_clear_finding_and_never_fatal(host, tmp_path, tiny_state_dir):
+    host.write_config(host.config.read_text().replace(f'state_dir = "{host.state_dir}"',
+                                                      f'state_dir = "{tiny_state_dir}"'))
+    daemon = RunningDaemon(host.config, tmp_path)
+    try:
+        daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
+        filler = tiny_state_dir / "filler"
+        with open(filler, "wb") as out, contextlib.suppress(OSError):
+            out.write(b"\0" * 128 * 1024)
+        pool = host.add_linstor_pool()  # the history changes: it must be saved
+        finding = daemon.wait_event("finding", kind="source-unavailable", timeout=15)
+        assert "cannot save history" in finding["evidence"] and "state_dir" in finding["action"]
+        host.mgmt.remove_pool(pool)
+        host.linstor.stop()
+        daemon.wait_event("finding", kind="stale-pool", severity="CRITICAL", timeout=15)
+        filler.unlink()
+        host.linstor.start()
+        daemon.wait_event("finding-cleared", kind="source-unavailable", timeout=20)
+        for entry in list(tiny_state_dir.iterdir()):
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        host.add_linstor_pool("another")
+        daemon.wait_for(lambda: (tiny_state_dir / "history.json").exists(), 15, what="history written again")
+        assert daemon.proc.poll() is None
+        assert len(daemon.events("finding", kind="source-unavailable")) == 1, "said once"
+    finally:
+        assert daemon.stop() == 0
