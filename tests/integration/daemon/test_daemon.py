@@ -4,10 +4,12 @@ real libvirtd events, the agent log written as the real agent writes it, signals
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -211,3 +213,39 @@ def test_a_full_or_deleted_state_dir_is_one_clear_finding_and_never_fatal(host, 
         assert len(daemon.events("finding", kind="source-unavailable")) == 1, "said once"
     finally:
         assert daemon.stop() == 0
+
+
+def test_every_pool_the_agent_takes_is_seen_while_the_log_rotates_every_way(host, daemon):
+    """logrotate's three ways, while the agent writes: rename, copytruncate, and the
+    rotated file gzipped. Each pool the log says the agent took is found, none lost."""
+    daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
+    uuids = [f"{n:08x}-aaaa-4bbb-8ccc-dddddddddddd" for n in range(1, 41)]
+    written = threading.Event()
+
+    def write() -> None:
+        for uuid in uuids:
+            host.append_log(time.strftime("%Y-%m-%d %H:%M:%S,000") + " INFO  [kvm.storage.LibvirtStorageAdaptor] "
+                            f"(agentRequest-Handler-1:null) (logid:1) Attempting to create storage pool {uuid} "
+                            "(Linstor) in libvirt\n")
+            time.sleep(0.02)
+        written.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    log, rotated = str(host.log), str(host.log) + ".1"
+    time.sleep(0.2)
+    os.rename(log, rotated)                      # rename: the agent goes on in a new file
+    time.sleep(0.2)
+    os.rename(rotated, rotated.replace(".1", ".2"))
+    with open(rotated.replace(".1", ".2"), "rb") as src, gzip.open(rotated.replace(".1", ".2.gz"), "wb") as dst:
+        shutil.copyfileobj(src, dst)             # the rotated file gzipped, the plain one gone
+    os.unlink(rotated.replace(".1", ".2"))
+    time.sleep(0.2)
+    shutil.copyfile(log, rotated)                # copytruncate
+    os.truncate(log, 0)
+    writer.join(10)
+    assert written.is_set()
+
+    def all_found() -> bool:
+        return {e["pool"] for e in daemon.events("finding", kind="stale-pool")} >= set(uuids)
+    daemon.wait_for(all_found, 20, what="a finding for each of the 40 pools")
