@@ -147,6 +147,14 @@ def test_a_restart_that_does_not_help_opens_the_circuit_breaker(tmp_path, libvir
     assert any("circuit breaker open" in d.get("GUARD_GATES", "") for d in r["decisions"])
 
 
+def test_a_guard_killed_mid_restart_does_not_restart_the_agent_again(tmp_path, libvirtd):
+    r = run("killed_mid_restart", tmp_path, libvirtd)
+    assert r["agent1"] != r["agent0"] and r["agent_now"] == r["agent1"], "one restart of the agent, no second"
+    assert r["guard1"] != r["guard0"] and int(r["guard_now"]["NRestarts"]) >= 1, "systemd restarted the guard"
+    assert len(r["requested"]) == 1, r["requested"]
+    assert len(r["restarts"]) == 1 and r["restarts"][0]["old_pid"] == r["agent0"], r["restarts"]
+
+
 def test_libvirtd_restarted_under_the_running_guard(tmp_path, libvirtd):
     def restart_libvirtd(out: Path) -> None:
         nspawn.wait_for(lambda: (out / "restart-libvirtd").exists(), 90, what="scenario ready")
