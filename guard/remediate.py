@@ -26,6 +26,10 @@ from guard.sources.agentconf import read_agent_properties
 from guard.sources.management import read_management
 
 SYSTEMCTL_TIMEOUT_S = 30.0
+STABLE_S = 3.0
+"""How long the new agent must stay connected, the same process, before the restart
+counts as verified: one restarting in a loop under Restart=always connects, crashes and
+comes back as another process, and must fail the verification."""
 VERIFY_POLL_S = 0.5
 MANAGEMENT_VERIFY_POLL_S = 5.0
 
@@ -55,18 +59,23 @@ class Verification:
 
 
 async def verify(config: Config, old: Optional[Incarnation], deadline_s: float) -> Verification:
-    """A new incarnation, connected to its management server, and Up in the API when
-    one is configured, within the deadline."""
+    """A new incarnation, connected to its management server, the same process for
+    STABLE_S, and Up in the API when one is configured, within the deadline."""
     loop = asyncio.get_running_loop()
     started = time.monotonic()
     last_api = 0.0
     seen = "no new agent process"
+    since: dict[str, float] = {}
     while time.monotonic() - started < deadline_s:
         props, _ = await loop.run_in_executor(None, read_agent_properties, config.agent.properties)
         agent, _ = await loop.run_in_executor(None, find_agent, props, config.agent.unit)
         if agent is not None and (old is None or agent.incarnation.key != old.key):
+            first_seen = since.setdefault(agent.incarnation.key, time.monotonic())
             seen = f"new agent pid {agent.incarnation.pid}, {agent.connection}"
-            if agent.connected:
+            if len(since) > 1:
+                seen += f" ({len(since)} agent processes since the restart: is it restarting in a loop?)"
+            # One that crashes after connecting (Restart=always) must not pass.
+            if agent.connected and time.monotonic() - first_seen >= STABLE_S:
                 if config.management is None:
                     return Verification(True, seen, agent.incarnation, time.monotonic() - started)
                 if time.monotonic() - last_api >= MANAGEMENT_VERIFY_POLL_S:

@@ -80,9 +80,7 @@ class Judging:
         rt, state = self.rt, self.state
         snap = state.snapshot()
         findings, history = judge(snap, state.history, rt.config.remediation.settle)
-        if history.breaker_open_since != state.history.breaker_open_since:
-            rt.emit("circuit-breaker", open=history.breaker_open_since is not None,
-                    reason=history.breaker_reason, level="warning")
+        self._say_breaker(state.history, history)
         self.counters.evaluations += 1
         self.last_evaluation = time.monotonic()
         self._log_changes(findings)
@@ -213,6 +211,12 @@ class Judging:
                      level="warning" if decision.act else "info")
         return True
 
+    def _say_breaker(self, before: History, after: History) -> None:
+        """Opened by a restart that did not help or failed to verify, or closed: said once."""
+        if after.breaker_open_since != before.breaker_open_since:
+            self.rt.emit("circuit-breaker", open=after.breaker_open_since is not None,
+                         reason=after.breaker_reason, level="warning")
+
     async def restart(self, decision: Decision) -> None:
         rt = self.rt
         started = time.monotonic()
@@ -223,6 +227,7 @@ class Judging:
             rt.emit("restart-result", ok=result.ok, detail=result.detail,
                     verify_s=round(result.seconds, 2), total_s=round(time.monotonic() - started, 2),
                     level="warning" if result.ok else "error")
+            self._say_breaker(self.state.history, history)
             await self.save(history)
         finally:
             self.restarting = False

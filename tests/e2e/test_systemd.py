@@ -155,6 +155,15 @@ def test_a_guard_killed_mid_restart_does_not_restart_the_agent_again(tmp_path, l
     assert len(r["restarts"]) == 1 and r["restarts"][0]["old_pid"] == r["agent0"], r["restarts"]
 
 
+def test_an_agent_restarting_in_a_loop_fails_the_verification_and_opens_the_breaker(tmp_path, libvirtd):
+    r = run("agent_loop", tmp_path, libvirtd)
+    assert r["result"]["GUARD_OK"] == "False" and "not verified" in r["result"]["GUARD_DETAIL"], r["result"]
+    assert "loop" in r["result"]["GUARD_DETAIL"] or len(r["killed"]) <= 1, r["result"]
+    assert "not verified" in r["breaker"]["GUARD_REASON"]
+    assert len(r["requested"]) == 1, "no second restart once the breaker is open"
+    assert r["guard"]["ActiveState"] == "active" and r["guard"]["NRestarts"] == "0"
+
+
 def test_libvirtd_restarted_under_the_running_guard(tmp_path, libvirtd):
     def restart_libvirtd(out: Path) -> None:
         nspawn.wait_for(lambda: (out / "restart-libvirtd").exists(), 90, what="scenario ready")
