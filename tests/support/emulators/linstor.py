@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import hmac
 import json
-import signal
 import socket
 import socketserver
 import ssl
@@ -32,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Optional, Union
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.support.emulators.serving import serve_until_signalled
 
 HOST = "127.0.0.1"
 CONTROLLER_VERSION = "1.31.0"
@@ -775,18 +776,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     for spec in args.node:
         emulator.add_node(*_parse_node(spec))
-    done = threading.Event()
-
-    def request_stop(_signum: int, _frame: Any) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    with emulator:
-        print(emulator.url, flush=True)
-        while not done.wait(0.5):
-            pass
-    return 0
+    return serve_until_signalled(emulator)
 
 
 if __name__ == "__main__":

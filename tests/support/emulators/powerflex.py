@@ -30,7 +30,6 @@ import binascii
 import contextlib
 import json
 import secrets
-import signal
 import socket
 import socketserver
 import ssl
@@ -41,6 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Optional, Union
 from urllib.parse import urlsplit
+
+from tests.support.emulators.serving import serve_until_signalled
 
 HOST = "127.0.0.1"
 VERSION = "3.6"
@@ -308,18 +309,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     emulator = PowerFlexGatewayEmulator(args.cert, args.key, username=args.user, password=password,
                                         port=args.port, version=args.version,
                                         version_needs_auth=args.version_needs_auth)
-    done = threading.Event()
-
-    def request_stop(_signum: int, _frame: Any) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    with emulator:
-        print(emulator.url, flush=True)
-        while not done.wait(0.5):
-            pass
-    return 0
+    return serve_until_signalled(emulator)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 import urllib.request
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from tests.support import nspawn
 from tests.support.emulators.agent_sim import SimClient
@@ -137,3 +138,23 @@ def guard_health() -> dict[str, str]:
 
 def stamp() -> float:
     return time.monotonic()
+
+
+def on_each_new_agent(first: int, stop: threading.Event, act: Callable[[int], None]) -> threading.Thread:
+    """Call `act(pid)` once for each new MainPID of the agent unit after `first`, until
+    `stop`; started as a daemon thread, returned for joining."""
+    def watch() -> None:
+        seen = first
+        while not stop.is_set():
+            try:
+                pid = nspawn.main_pid(AGENT)
+            except Exception:  # noqa: BLE001 - the unit may be between processes
+                pid = 0
+            if pid and pid != seen:
+                seen = pid
+                act(pid)
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread

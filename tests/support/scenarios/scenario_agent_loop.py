@@ -17,23 +17,13 @@ stop = threading.Event()
 killed = []
 
 
-def crash_every_new_agent() -> None:
-    seen = agent0
-    while not stop.is_set():
-        try:
-            pid = nspawn.main_pid(c.AGENT)
-        except Exception:  # noqa: BLE001 - the unit may be between processes
-            pid = 0
-        if pid and pid != seen:
-            time.sleep(1.0)
-            nspawn.systemctl("kill", "--signal=SIGKILL", c.AGENT, check=False)
-            killed.append(pid)
-            seen = pid
-        time.sleep(0.1)
+def crash(pid: int) -> None:
+    time.sleep(1.0)
+    nspawn.systemctl("kill", "--signal=SIGKILL", c.AGENT, check=False)
+    killed.append(pid)
 
 
-thread = threading.Thread(target=crash_every_new_agent, daemon=True)
-thread.start()
+thread = c.on_each_new_agent(agent0, stop, crash)
 c.delete_pool_and_controller(pool)
 result = c.wait_guard_event("restart-result", timeout=60)
 breaker = c.wait_guard_event("circuit-breaker", timeout=20, open="True")

@@ -14,26 +14,16 @@ stop = threading.Event()
 restarts = []
 
 
-def readd() -> None:
-    seen = agent0
-    while not stop.is_set():
-        try:
-            pid = nspawn.main_pid(c.AGENT)
-        except Exception:  # noqa: BLE001 - the unit may be between processes
-            pid = 0
-        if pid and pid != seen:
-            seen = pid
-            restarts.append(pid)
-            try:
-                c.wait_sim()
-                c.sim("add-pool", uuid=pool, type="Linstor", url=c.LINSTOR_URL)
-            except Exception:  # noqa: BLE001, S110 - the next restart retries
-                pass
-        time.sleep(0.2)
+def readd(pid: int) -> None:
+    restarts.append(pid)
+    try:
+        c.wait_sim()
+        c.sim("add-pool", uuid=pool, type="Linstor", url=c.LINSTOR_URL)
+    except Exception:  # noqa: BLE001, S110 - the next restart retries
+        pass
 
 
-thread = threading.Thread(target=readd, daemon=True)
-thread.start()
+thread = c.on_each_new_agent(agent0, stop, readd)
 c.delete_pool_and_controller(pool)
 breaker = c.wait_guard_event("circuit-breaker", timeout=60, open="True")
 time.sleep(10)
