@@ -418,11 +418,19 @@ def _idle_phase(tmp: Path, uri: str, conn: Any, env: dict[str, str], pools: int,
     """The idle windows, then (on the production-interval daemon) the pool events again
     with this host's many pools: the daemon re-reads every libvirt pool on each event."""
     from tests.support.host import GuardHost
+    from tests.support.peers.ganesha import Ganesha, missing
 
     root = tmp / "idle-host"
     root.mkdir()
     results: dict[str, Any] = {}
-    with GuardHost(root, uri) as host:
+    if missing():
+        raise BenchmarkError(f"the idle host's NFS pools need an NFS server: {missing()}")
+    # The listing gives NFS pools no port, so their server answers on 2049, as a real one.
+    nfs_server = Ganesha(tmp / "ganesha", 2049)
+    nfs_server.start()
+    with contextlib.ExitStack() as stack:
+        stack.callback(nfs_server.stop)
+        host = stack.enter_context(GuardHost(root, uri))
         mix, defined = _idle_host_pools(host, conn, tmp, pools, in_libvirt)
         try:
             assert host.agent is not None

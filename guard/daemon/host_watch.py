@@ -31,7 +31,9 @@ AGENT_DETAIL_S = 30.0
 decision reads them fresh anyway, so this only refreshes agent-disconnected."""
 LOG_POLL_S = 0.05
 """Without inotify: how often the log is looked at."""
-LOG_QUIET_FLUSH_S = 0.1
+LOG_QUIET_FLUSH_S = 0.05
+"""A trace that ends the log is judged this long after the last write: a JVM writes a
+whole trace at once, and the follower wakes on every write (inotify)."""
 LOG_WATCHED_LOOK_S = 2.0
 """With inotify: a look this often all the same, for changes a filesystem does not report
 (a log on NFS), and to watch a directory that did not exist yet."""
