@@ -18,7 +18,6 @@ import contextlib
 import hmac
 import json
 import socket
-import socketserver
 import ssl
 import sys
 import threading
@@ -27,12 +26,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Optional, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.support.emulators.serving import serve_until_signalled
+from tests.support.emulators.serving import LoopbackHTTPServer, serve_until_signalled
 
 HOST = "127.0.0.1"
 CONTROLLER_VERSION = "1.31.0"
@@ -129,9 +128,7 @@ def _api_call_rc(ret_code: int, message: str, **extra: Any) -> dict[str, Any]:
     return entry
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _Server(LoopbackHTTPServer):
     request_queue_size = 64
 
     def __init__(self, port: int, emulator: LinstorEmulator) -> None:
@@ -140,13 +137,6 @@ class _Server(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self.threads: set[threading.Thread] = set()
         super().__init__((HOST, port), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would do a reverse DNS lookup of the address, which can
-        # stall for seconds on hosts without a resolver.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = HOST
-        self.server_port = self.server_address[1]
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # Our own thread bookkeeping: socketserver's differs between Python versions, and

@@ -31,17 +31,16 @@ import contextlib
 import json
 import secrets
 import socket
-import socketserver
 import ssl
 import sys
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Optional, Union
 from urllib.parse import urlsplit
 
-from tests.support.emulators.serving import serve_until_signalled
+from tests.support.emulators.serving import LoopbackHTTPServer, serve_until_signalled
 
 HOST = "127.0.0.1"
 VERSION = "3.6"
@@ -60,21 +59,13 @@ class RecordedRequest:
     """The Authorization header as sent, to check who sent which secret where."""
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _Server(LoopbackHTTPServer):
 
     def __init__(self, port: int, emulator: PowerFlexGatewayEmulator) -> None:
         self.emulator = emulator
         self.connections: set[socket.socket] = set()
         self.threads: set[threading.Thread] = set()
         super().__init__((HOST, port), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup that can stall without a resolver.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = HOST
-        self.server_port = self.server_address[1]
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs in the connection's own thread: a client that never

@@ -27,11 +27,12 @@ import contextlib
 import json
 import signal
 import socket
-import socketserver
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Optional
+
+from tests.support.emulators.serving import LoopbackHTTPServer
 
 HOST = "127.0.0.1"
 VERSION = "21.0.242.e4bd93afd"
@@ -42,9 +43,7 @@ GARBAGE = b"<html><body><h1>It works!</h1></body></html>\n"
 _JOIN_TIMEOUT = 5.0
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _Server(LoopbackHTTPServer):
 
     def __init__(self, port: int, emulator: StorPoolEmulator) -> None:
         self.emulator = emulator
@@ -55,11 +54,6 @@ class _Server(ThreadingHTTPServer):
         """A client that hung up before its answer (the probe's deadline) is no error."""
         if not isinstance(sys.exc_info()[1], OSError):
             super().handle_error(request, client_address)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse lookup that can stall without a resolver.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = HOST, self.server_address[1]
 
 
 class _Handler(BaseHTTPRequestHandler):
