@@ -20,7 +20,7 @@ from guard.record import detached, record
 from guard.snapshot import Readings, build_snapshot
 from guard.sources.agent import find_agent, unit_state
 from guard.sources.agentconf import read_agent_properties
-from guard.sources.agentlog import read_agent_log
+from guard.sources.agentlog import read_log
 from guard.sources.libvirt import read_libvirt_pools
 from guard.sources.management import read_management
 from guard.sources.storpoollog import StorPoolLog
@@ -82,7 +82,8 @@ def collect(config: Config, history: History) -> Snapshot:
     unit = unit_state(config.agent.unit)[1] if agent is None else ""
     since = (agent.incarnation.start_time - CLOCK_SLACK_S if agent
              else now - LOG_LOOKBACK_WITHOUT_AGENT_S)
-    events, log_status = read_agent_log(config.agent.log, since=since)
+    log = read_log(config.agent.log, since, history.log_cursor,
+                   agent.incarnation.key if agent else "")
     storpool_events, storpool_status = StorPoolLog(config.agent.storpool_log).read(since)
     pools, libvirt_status = libvirt_call.result(config.probes.timeout + 1.0)
     try:
@@ -98,9 +99,10 @@ def collect(config: Config, history: History) -> Snapshot:
         management_host=host,
         management_pools=tuple(managed),
         management_elsewhere=elsewhere,
-        agent_log=tuple(events),
+        agent_log=tuple(log.events),
+        log_cursor=log.cursor,
         storpool_log=tuple(storpool_events),
-        sources=(props_status, agent_status, libvirt_status, log_status, storpool_status, mgmt_status),
+        sources=(props_status, agent_status, libvirt_status, log.status, storpool_status, mgmt_status),
     )
     snap = build_snapshot(config, hostname, readings, now)
     targets = probe_targets(record(history, snap), snap)

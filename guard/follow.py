@@ -14,7 +14,7 @@ the same way, so both paths share all of this.
 from __future__ import annotations
 
 import os
-from typing import BinaryIO, Optional
+from typing import BinaryIO, NamedTuple, Optional
 
 from guard.sources.agentlog.rotation import copytruncate_copy
 
@@ -22,11 +22,26 @@ READ_CHUNK = 1024 * 1024
 MAX_PER_POLL = 8 * READ_CHUNK
 """A huge log (read from its start when the guard starts) is caught up in slices, so one
 poll never holds megabytes of lines at once; the rest comes on the next polls."""
-HEAD_BYTES = 256
+HEAD_BYTES = 4096
+
+
+class Place(NamedTuple):
+    """Where a file was read to: its identity, the bytes of its complete lines read, and
+    its first bytes (guard/sources/agentlog/cursor.py finds the file again by them)."""
+
+    identity: tuple[int, int]
+    offset: int
+    head: bytes
+
+
+def _place(identity: tuple[int, int], handle: BinaryIO, offset: int) -> Place:
+    return Place(identity, offset, os.pread(handle.fileno(), min(offset, HEAD_BYTES), 0))
 
 
 class Follower:
-    def __init__(self, path: str, from_start: bool = True) -> None:
+    def __init__(self, path: str, from_start: bool = True, at: Optional[Place] = None) -> None:
+        """`at`: go on from there when the file there is still the one at `path` (the
+        place a LogCursor names); from the start otherwise."""
         self.path = path
         self._handle: Optional[BinaryIO] = None
         self._identity: Optional[tuple[int, int]] = None
@@ -37,11 +52,21 @@ class Follower:
         self.problem = ""
         self.caught_up = True
         """False after a poll that stopped at MAX_PER_POLL with more to read."""
+        self.left: Optional[Place] = None
+        """The file the last rotation left behind (or copytruncate's copy), read to its end."""
         self._open()
+        if at is not None and self._handle is not None and at.identity == self._identity:
+            self._handle.seek(at.offset)
 
     @property
     def offset(self) -> int:
         return self._handle.tell() if self._handle else 0
+
+    def place(self) -> Optional[Place]:
+        """Where the current file's complete lines end; None before it was opened."""
+        if self._handle is None or self._identity is None:
+            return None
+        return _place(self._identity, self._handle, self._handle.tell() - len(self._partial))
 
     def _open(self) -> bool:
         try:
@@ -95,12 +120,16 @@ class Follower:
 
     def _from_copy(self, offset: int) -> bytes:
         """The tail a copytruncate moved into the copy before we could read it."""
+        self.left = None
         try:
             with open(copytruncate_copy(self.path), "rb") as copy:
-                if os.fstat(copy.fileno()).st_size <= offset:
+                info = os.fstat(copy.fileno())
+                if info.st_size <= offset:
                     return b""
                 copy.seek(offset)
-                return copy.read()
+                data = copy.read()
+                self.left = _place((info.st_dev, info.st_ino), copy, copy.tell())
+                return data
         except OSError:
             return b""
 
@@ -127,6 +156,8 @@ class Follower:
             return self._lines(self._read()), False
         if (info.st_dev, info.st_ino) != self._identity:
             lines = self._lines(self._read(to_end=True), final=True)
+            if self._identity is not None:
+                self.left = _place(self._identity, self._file(), self._file().tell())
             self._file().close()
             self._handle = None
             self.rotations += 1

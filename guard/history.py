@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, Optional
 
-from guard.model import incarnation_key
+from guard.model import LogCursor, LogEvent, incarnation_key
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-"""Version 2 only added fields with defaults: a version-1 file reads as it is."""
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+"""Versions 2 and 3 only added fields with defaults: an older file reads as it is."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,8 @@ class History:
     """The last moment the host was seen not Up, the agent not connected, or the agent
     log showed a reconnect or a restart: inferences about what the server reached this
     agent with hold only over gaps after it."""
+    log_cursor: Optional[LogCursor] = None
+    """Where the agent log was last read to, by `check` or the daemon."""
 
     def pool(self, uuid: str) -> Optional[PoolRecord]:
         return next((p for p in self.pools if p.uuid == uuid), None)
@@ -117,6 +119,8 @@ def to_json(history: History) -> dict[str, Any]:
         "server_version": history.server_version,
         "last_disconnected_at": history.last_disconnected_at,
         "pools": [vars(p) for p in sorted(history.pools, key=lambda p: p.uuid)],
+        "log_cursor": None if history.log_cursor is None else dict(
+            vars(history.log_cursor), events=[vars(e) for e in history.log_cursor.events]),
         "incarnations": [
             {
                 "pid": i.pid,
@@ -189,7 +193,7 @@ def _record(cls: type, value: Any, where: str) -> Any:
 
 
 _RECORDS: dict[str, type] = {
-    cls.__name__: cls for cls in (PoolRecord, Held, IncarnationRecord, RestartRecord)
+    cls.__name__: cls for cls in (PoolRecord, Held, IncarnationRecord, RestartRecord, LogCursor, LogEvent)
 }
 
 
@@ -217,4 +221,5 @@ def from_json(data: Any) -> History:
         server_version=_check("str", data.get("server_version", ""), "server_version"),
         last_disconnected_at=_check("Optional[float]", data.get("last_disconnected_at"),
                                     "last_disconnected_at"),
+        log_cursor=_check("Optional[LogCursor]", data.get("log_cursor"), "log_cursor"),
     )

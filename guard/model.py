@@ -132,6 +132,36 @@ class LogEvent:
 
 
 @dataclass(frozen=True)
+class LogCursor:
+    """How far the agent log has been read, and what had been learned by then: the next
+    reader (`check` or the daemon, whichever runs next) reads only what was written
+    since, so a check costs the same on a log of a megabyte or of gigabytes.
+
+    The position is a pair that must stay whole: `events` are exactly the events of the
+    lines before `offset` (kept from `since` on), and `scanner` is the reader's state
+    between those lines and the next (a stack trace half read). guard/sources/agentlog/
+    cursor.py makes and follows it.
+    """
+
+    path: str
+    device: int
+    inode: int
+    offset: int
+    """Bytes of the file read, always at the end of a line."""
+    line: int
+    """Lines read: the next line's number is line + 1."""
+    head: str
+    """sha256 of the file's first bytes (up to 4 KiB, never past offset): a file
+    truncated and written again past offset, or a rotated copy, is told by it."""
+    scanner: str
+    since: float
+    """Events from this time on are kept: a reader that needs older ones reads again."""
+    incarnation: str = ""
+    saved_at: float = 0.0
+    events: tuple[LogEvent, ...] = ()
+
+
+@dataclass(frozen=True)
 class ProbeResult:
     """How a backend's control plane answered.
 
@@ -205,6 +235,9 @@ class Snapshot:
     listed_at: Optional[float] = None
     """When the management listing was read, if earlier than `now` (the daemon judges a
     cached listing many times): only a new listing confirms an absence."""
+    log_cursor: Optional[LogCursor] = None
+    """Where this reading of the agent log stopped, for the next reader (the history
+    keeps it); None when the log was not read to its end."""
 
     def source(self, name: str) -> Optional[SourceStatus]:
         return next((s for s in self.sources if s.name == name), None)

@@ -22,8 +22,9 @@ from dataclasses import replace
 from typing import Optional
 
 from guard.drivers import canonical_type, driver_for
+from guard.elapsed import Ages, age
 from guard.history import Held, History, IncarnationRecord, PoolRecord, RestartRecord
-from guard.model import CLOCK_SLACK_S, Finding, LogEvent, Snapshot
+from guard.model import CLOCK_SLACK_S, Finding, LogCursor, LogEvent, Snapshot
 
 KEEP_INCARNATIONS = 10
 KEEP_RESTARTS = 50
@@ -246,8 +247,10 @@ def record(history: History, snap: Snapshot) -> History:
     held_now = set(work.held) if work.current is not None else set()
     pools = tuple(sorted((p for p in work.pools.values() if _keep(p, held_now, snap.now)),
                          key=lambda p: p.uuid))
+    cursor = snap.log_cursor if snap.log_cursor is not None else history.log_cursor
     return replace(history, pools=pools, incarnations=tuple(kept_incarnations),
-                   server_version=work.server_version, last_disconnected_at=work.last_disconnected_at)
+                   server_version=work.server_version, last_disconnected_at=work.last_disconnected_at,
+                   log_cursor=cursor)
 
 
 # ------------------------------------------------------- restarts, the breaker, writers
@@ -265,12 +268,15 @@ def close_breaker(history: History) -> History:
     return replace(history, breaker_open_since=None, breaker_reason="")
 
 
-def judge_last_restart(history: History, findings: list[Finding], now: float, settle: float) -> History:
+def judge_last_restart(
+    history: History, findings: list[Finding], now: float, settle: float, ages: Optional[Ages] = None
+) -> History:
     """A verified restart that left the same trouble behind did not help: open the breaker
     so the guard stops restarting an agent it cannot fix. Close it once the condition is
-    gone, since then the next trouble is a new one."""
+    gone, since then the next trouble is a new one. `ages` times the settle in real time
+    (guard/elapsed.py)."""
     verified = [r for r in history.restarts if r.outcome == "verified"]
-    if verified and now - verified[-1].at >= settle:
+    if verified and age(verified[-1], now, ages) >= settle:
         last = verified[-1]
         left = [f for f in findings if f.kind in ("stale-pool", "stop-failure")
                 and (f.pool_uuid in last.pools or f.kind == "stop-failure")]
@@ -301,4 +307,16 @@ def merge(disk: History, mine: History, base: History) -> History:
         restarts=tuple(sorted(restarts.values(), key=lambda r: r.at)),
         breaker_open_since=breaker.breaker_open_since,
         breaker_reason=breaker.breaker_reason,
+        log_cursor=further(disk.log_cursor, mine.log_cursor),
     )
+
+
+def further(disk: Optional[LogCursor], mine: Optional[LogCursor]) -> Optional[LogCursor]:
+    """The agent log cursor that has read more of the same file; either is whole and
+    right (its events are exactly its lines'), so the choice only saves the next reader
+    some lines."""
+    if mine is None:
+        return disk
+    if disk is None or (disk.device, disk.inode, disk.path) != (mine.device, mine.inode, mine.path):
+        return mine
+    return disk if disk.offset > mine.offset else mine

@@ -20,6 +20,7 @@ from guard.drivers import driver_for
 from guard.model import (
     CLOCK_SLACK_S,
     AgentProcess,
+    LogCursor,
     LogEvent,
     ManagementHost,
     Pool,
@@ -44,6 +45,7 @@ class Readings:
     listed_at: Optional[float] = None
     agent_log: tuple[LogEvent, ...] = ()
     storpool_log: tuple[LogEvent, ...] = ()
+    log_cursor: Optional[LogCursor] = None
     probes: tuple[tuple[str, ProbeResult], ...] = ()
     sources: tuple[SourceStatus, ...] = ()
 
@@ -86,6 +88,7 @@ def build_snapshot(config: Config, hostname: str, readings: Readings, now: float
         management_elsewhere=readings.management_elsewhere,
         listed_at=readings.listed_at,
         log_events=in_time_order(readings.agent_log, readings.storpool_log),
+        log_cursor=readings.log_cursor,
         probes=readings.probes,
         sources=readings.sources,
     )

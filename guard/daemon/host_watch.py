@@ -5,24 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import time
+from dataclasses import replace
 from typing import Optional
 
 from guard.collect import LOG_LOOKBACK_WITHOUT_AGENT_S
-from guard.follow import Follower
+from guard.follow import Follower, Place
 from guard.inotify import DirWatch, open_watch
-from guard.model import CLOCK_SLACK_S, AgentProcess, LogEvent, SourceStatus
+from guard.model import CLOCK_SLACK_S, AgentProcess, LogCursor, LogEvent, SourceStatus
 from guard.record import HOLD_KINDS
 from guard.sources.agent import find_agent, inspect_agent, status_of, unit_state
 from guard.sources.agentconf import read_agent_properties
-from guard.sources.agentlog import IncrementalParser, iter_events, log_set
+from guard.sources.agentlog import IncrementalParser, LogRead, read_log
+from guard.sources.agentlog.cursor import place
 from guard.sources.storpoollog import SOURCE_NAME as STORPOOL_LOG
 from guard.sources.storpoollog import StorPoolLog
 
 from .runtime import Runtime
-from .state import State
+from .state import CURSOR_SAVE_S, State
 
 AGENT_CHECK_S = 1.0
 AGENT_RESCAN_S = 30.0
@@ -38,6 +41,7 @@ LOG_WATCHED_LOOK_S = 2.0
 """With inotify: a look this often all the same, for changes a filesystem does not report
 (a log on NFS), and to watch a directory that did not exist yet."""
 STORPOOL_LOG_POLL_S = 1.0
+AGENT_FIRST_LOOK_S = 5.0
 
 
 def same_process(agent: AgentProcess) -> bool:
@@ -48,13 +52,6 @@ def same_process(agent: AgentProcess) -> bool:
         return bool(psutil.Process(agent.incarnation.pid).create_time() == agent.incarnation.start_time)
     except psutil.Error:
         return False
-
-
-def _mtime(path: str) -> float:
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return 0.0
 
 
 async def watch_agent(rt: Runtime, state: State) -> None:
@@ -90,53 +87,99 @@ async def watch_agent(rt: Runtime, state: State) -> None:
         await rt.sleep(AGENT_CHECK_S)
 
 
+async def _agent_looked_at(rt: Runtime, state: State) -> None:
+    """The log is read from the running agent's start: wait (briefly) for the agent
+    watcher's first look, or a long-running agent's older lines would be cut off."""
+    deadline = time.monotonic() + AGENT_FIRST_LOOK_S
+    while "agent-process" not in state.statuses and time.monotonic() < deadline:
+        await rt.sleep(0.02)
+
+
 async def follow_log(rt: Runtime, state: State) -> None:
-    """The rotated files written since the agent started, then the live file as it grows;
-    parsing runs in a worker thread, so a big backlog never stalls the loop (or the
-    watchdog)."""
+    """The log since the agent started, read on from the history's cursor (only what
+    was written since the last reader, the daemon or `check`), then the live file as it
+    grows; parsing runs in a worker thread, so a big backlog never stalls the loop (or
+    the watchdog). After every read the place is kept in the state, whole with the
+    events, for the next save to hand on."""
     path = rt.config.agent.log
+    await _agent_looked_at(rt, state)
     since = (state.agent.incarnation.start_time - CLOCK_SLACK_S if state.agent
              else time.time() - LOG_LOOKBACK_WITHOUT_AGENT_S)
-    rotated = [p for p in log_set(path)[:-1] if _mtime(p) >= since]
-    state.events.extend(await rt.in_thread(lambda: list(iter_events(rotated))))
-    follower = Follower(path)
-    parser = IncrementalParser(path)
+    incarnation = state.agent.incarnation.key if state.agent else ""
+    caught = await rt.in_thread(read_log, path, since, state.history.log_cursor, incarnation)
+    follower, parser, resumed = _going_on(path, caught)
+    state.events.extend(caught.events[:len(caught.events) - caught.tail] if resumed else caught.events)
+    if caught.cursor is not None:
+        state.log_place = replace(caught.cursor, events=())
     quiet_since = time.monotonic()
+    shared_at = time.monotonic()
     wake = _LogWake(rt, path)
 
-    def read() -> tuple[list[LogEvent], bool]:
+    def read() -> tuple[list[LogEvent], bool, Optional[LogCursor]]:
+        """In a worker thread; the place it returns is the state's only once its events
+        are (the loop thread does both), so a save never pairs one with the other's."""
         lines, new_file = follower.poll()
         events = parser.feed(lines) if lines else []
+        left = None
         if new_file:
+            events += parser.flush()
+            if follower.left is not None:
+                gone = follower.left
+                left = place(path, gone.identity, gone.offset, parser.line, gone.head,
+                             parser.state(), since, incarnation)
             events += parser.restart(path)
-        return events, bool(lines)
+        return events, bool(lines), left
 
     flush_due = False
     try:
         while not rt.stopping.is_set():
             wake.arm()
+            left = None
             if follower.quiet():
                 events, got_lines = [], False
             else:
-                events, got_lines = await rt.in_thread(read)
+                events, got_lines, left = await rt.in_thread(read)
             if got_lines:
                 quiet_since, flush_due = time.monotonic(), True
             elif flush_due and time.monotonic() - quiet_since > LOG_QUIET_FLUSH_S:
                 events += parser.flush()
                 flush_due = False
             state.events.extend(events)
+            if left is not None:
+                state.log_place = left
+            here = follower.place()
+            if (got_lines or events) and here is not None and here.offset > 0:
+                state.log_place = place(path, here.identity, here.offset, parser.line, here.head,
+                                        parser.state(), since, incarnation)
             if any(e.kind in HOLD_KINDS for e in events):
                 rt.probe_now.set()  # a pool the agent took may have a backend to ask
             status = SourceStatus("agent-log", not follower.problem, follower.problem or f"{path}: following")
             if state.statuses.get("agent-log") != status:
                 state.mark("agent-log", status)
-            if events:
-                rt.dirty.set()
+            if events or (got_lines and time.monotonic() - shared_at >= CURSOR_SAVE_S):
+                shared_at = time.monotonic()
+                rt.dirty.set()  # judged, and saved with the place (judging.CURSOR_SAVE_S)
             # A backlog read in slices goes on at once; nothing written wakes it.
             await wake.wait(0.0 if not follower.caught_up else LOG_QUIET_FLUSH_S if flush_due else None)
     finally:
         wake.close()
         follower.close()
+
+
+def _going_on(path: str, caught: LogRead) -> tuple[Follower, IncrementalParser, bool]:
+    """The live file from where the catch-up stopped in it; from its start when the
+    catch-up's place is in a rotated file (the live one was empty) or nowhere."""
+    cursor = caught.cursor
+    if cursor is None:
+        return Follower(path), IncrementalParser(path), False
+    at = Place((cursor.device, cursor.inode), cursor.offset, b"")
+    follower = Follower(path, at=at)
+    here = follower.place()
+    if here is not None and (here.identity, here.offset) == (at.identity, at.offset):
+        with contextlib.suppress(ValueError):
+            return follower, IncrementalParser.resumed(path, json.loads(cursor.scanner), cursor.line), True
+    follower.close()
+    return Follower(path), IncrementalParser(path), False
 
 
 class _LogWake:

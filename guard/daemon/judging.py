@@ -7,25 +7,27 @@ guard/remediate.py."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from guard import notify
 from guard import store as history_store
 from guard.backoff import Backoff
+from guard.elapsed import RestartClock
 from guard.evaluate import overall
 from guard.gates import read_gates
 from guard.history import History
 from guard.judge import judge
 from guard.metrics import Counters, MetricsServer, exposition, write_textfile
-from guard.model import Finding, Snapshot, SourceStatus
+from guard.model import Finding, LogCursor, Snapshot, SourceStatus
 from guard.policy import Decision, decide, unconfirmed
 from guard.remediate import carry_out
 from guard.stale import HEARTBEAT_RETRY_SLEEP_S
 
 from .runtime import Runtime
-from .state import State
+from .state import CURSOR_SAVE_S, State
 
 COALESCE_S = 0.005
 """Changes arriving together (a pool event and the listing it triggers) are judged once."""
@@ -46,6 +48,10 @@ class LastDecision:
     pools: tuple[str, ...]
 
 
+def _where(cursor: LogCursor) -> tuple[int, int, int]:
+    return (cursor.device, cursor.inode, cursor.offset)
+
+
 def finding_key(finding: Finding) -> tuple[str, ...]:
     return (finding.kind, finding.pool_uuid, finding.pool_type, dict(finding.extra).get("source", ""),
             dict(finding.extra).get("adaptor", ""))
@@ -64,6 +70,9 @@ class Judging:
         self.metrics_server = MetricsServer()
         self.textfile_problem = ""
         self.refused_backoff = Backoff(RETRY_REFUSED_S, RETRY_REFUSED_CAP_S)
+        self.clock = RestartClock()
+        self.cursor_saved: tuple[int, int, int] = (0, 0, -1)
+        self.cursor_saved_at = -math.inf
 
     async def loop(self, first_full: Callable[[], None]) -> None:
         rt = self.rt
@@ -79,7 +88,10 @@ class Judging:
     async def evaluate_once(self) -> None:
         rt, state = self.rt, self.state
         snap = state.snapshot()
-        findings, history = judge(snap, state.history, rt.config.remediation.settle)
+        steady = time.monotonic()
+        self._say_step(snap.now, steady)
+        findings, history = judge(snap, state.history, rt.config.remediation.settle,
+                                  self.clock.ages(state.history, snap.now, steady))
         self._say_breaker(state.history, history)
         self.counters.evaluations += 1
         self.last_evaluation = time.monotonic()
@@ -144,12 +156,19 @@ class Judging:
         await self.save(history, force=True)
 
     async def save(self, history: History, force: bool = False) -> None:
-        """Merged with what `check` or an operator's `restart-agent` saved meanwhile."""
+        """Merged with what `check` or an operator's `restart-agent` saved meanwhile.
+        The agent log's cursor goes with every save, and on its own every CURSOR_SAVE_S
+        while the log grows, so a `check` reads only what the daemon has not."""
         state = self.state
         failing = state.statuses.get("history")
         unsaved = failing is not None and not failing.ok
-        if history == state.history and not force and not unsaved:
+        place = state.log_place
+        moved = place is not None and _where(place) != self.cursor_saved
+        due = moved and time.monotonic() - self.cursor_saved_at >= CURSOR_SAVE_S
+        if history == state.history and not force and not unsaved and not due:
             return
+        if moved:
+            history = replace(history, log_cursor=state.log_cursor())
         try:
             merged = await self.rt.in_thread(history_store.save_merged, self.rt.config.state_dir,
                                              history, state.base)
@@ -160,6 +179,8 @@ class Judging:
                 state.mark("history", status)  # once: an unchanged failure must not spin the loop
             return
         state.history = state.base = merged
+        if place is not None:
+            self.cursor_saved, self.cursor_saved_at = _where(place), time.monotonic()
         if unsaved:
             # A full, read-only or deleted state_dir that works again: say so.
             state.mark("history", SourceStatus("history", True, f"saved to {self.rt.config.state_dir}"))
@@ -177,8 +198,10 @@ class Judging:
             # for the old one's caches.
             return
         state.agent = gates.agent
-        decision = decide(findings, rt.config.mode, rt.config.remediation, state.history, time.time(),
-                          gates.in_flight, gates.cluster, cluster_problem=gates.cluster_problem)
+        now = time.time()
+        decision = decide(findings, rt.config.mode, rt.config.remediation, state.history, now,
+                          gates.in_flight, gates.cluster, cluster_problem=gates.cluster_problem,
+                          ages=self.clock.ages(state.history, now, time.monotonic()))
         if self._log_decision(decision):
             self.refused_backoff.reset()
         if decision.act:
@@ -211,6 +234,15 @@ class Judging:
                      level="warning" if decision.act else "info")
         return True
 
+    def _say_step(self, wall: float, steady: float) -> None:
+        """Once a step: log times (the agent's, the history's) on either side of it do not
+        compare, and the operator should know why findings read odd meanwhile."""
+        stepped = self.clock.step(wall, steady)
+        if stepped is not None:
+            self.rt.emit("clock-step", seconds=round(stepped),
+                         detail=f"the wall clock moved {stepped:+.0f}s against the monotonic clock; "
+                         "restart cooldowns and windows go on counting real time", level="warning")
+
     def _say_breaker(self, before: History, after: History) -> None:
         """Opened by a restart that did not help or failed to verify, or closed: said once."""
         if after.breaker_open_since != before.breaker_open_since:
@@ -219,10 +251,11 @@ class Judging:
 
     async def restart(self, decision: Decision) -> None:
         rt = self.rt
-        started = time.monotonic()
+        started, now = time.monotonic(), time.time()
+        self.clock.started(now, started)
         try:
             history, result = await carry_out(rt.config, decision, self.state.agent, self.state.history,
-                                               rt.emit, time.time(), self._persist)
+                                               rt.emit, now, self._persist)
             self.counters.restarts["verified" if result.ok else "failed"] += 1
             rt.emit("restart-result", ok=result.ok, detail=result.detail,
                     verify_s=round(result.seconds, 2), total_s=round(time.monotonic() - started, 2),

@@ -103,6 +103,7 @@ class Daemon:
 
         notify.notify("STOPPING=1")
         rt.emit("stopping")
+        await self.judging.save(state.history, force=True)  # the log's place, for the next start
         self.judging.metrics_server.close()
         running = list(rt.owned)
         for task in running:

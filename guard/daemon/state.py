@@ -11,13 +11,26 @@ import time
 from typing import Optional
 
 from guard.history import History
-from guard.model import AgentProcess, LogEvent, ManagementHost, Pool, ProbeResult, Snapshot, SourceStatus
+from guard.model import (
+    AgentProcess,
+    LogCursor,
+    LogEvent,
+    ManagementHost,
+    Pool,
+    ProbeResult,
+    Snapshot,
+    SourceStatus,
+)
 from guard.snapshot import Readings, build_snapshot
 from guard.sources.agentconf import AgentProperties
+from guard.sources.agentlog.cursor import with_events
 
 from .runtime import Runtime
 
 MAX_EVENTS = 20000
+CURSOR_SAVE_S = 30.0
+"""How often a growing log's place is saved when nothing else is: each save writes the
+events it stands for (up to a few thousand), so not on every line."""
 INITIAL_SOURCES = {"agent-properties", "agent-process", "agent-log", "libvirt", "management"}
 
 
@@ -34,6 +47,9 @@ class State:
         self.statuses: dict[str, SourceStatus] = {}
         self.libvirt_pools: tuple[Pool, ...] = ()
         self.events: collections.deque[LogEvent] = collections.deque(maxlen=MAX_EVENTS)
+        self.log_place: Optional[LogCursor] = None
+        """Where the follower's reading of the agent log stands, `events` being its
+        events: the two always change together (guard/daemon/host_watch.py)."""
         self.storpool_events: tuple[LogEvent, ...] = ()
         self.management: tuple[Optional[ManagementHost], tuple[Pool, ...], tuple[str, ...]] = (None, (), ())
         self.listed_at: Optional[float] = None
@@ -60,6 +76,12 @@ class State:
             sources=tuple(self.statuses.values()),
         )
         return build_snapshot(self.rt.config, self.hostname, readings, time.time())
+
+    def log_cursor(self) -> Optional[LogCursor]:
+        """The place with the events it stands for, for the history (and `check`)."""
+        if self.log_place is None:
+            return None
+        return with_events(self.log_place, self.events, self.log_place.since)
 
     def complete(self) -> bool:
         """Every source has answered once, and the probes ran with the management

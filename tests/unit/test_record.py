@@ -4,8 +4,10 @@ breaker, and the merge with what another writer (the daemon, `check`, an operato
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from guard.history import History, RestartRecord
-from guard.model import LogEvent
+from guard.model import LogCursor, LogEvent
 from guard.record import KEEP_RESTARTS, close_breaker, merge, open_breaker, record, record_restart
 from tests.support.snapshots import LIN, T0, agent, lin_pool, run, snap
 
@@ -55,3 +57,14 @@ def test_merge_takes_the_breaker_from_whoever_changed_it():
     assert merge(base, opened, base).breaker_reason.startswith("restart")  # we opened it
     closed_by_operator = close_breaker(opened)
     assert merge(closed_by_operator, opened, opened).breaker_open_since is None
+
+
+def test_merge_keeps_the_agent_log_cursor_that_read_further_in_the_same_file():
+    daemons = LogCursor("/log", 1, 7, 9000, 90, "h", "{}", 0.0)
+    checks = replace(daemons, offset=4000, line=40)
+    rotated = replace(checks, inode=8)
+    base = History()
+    assert merge(History(log_cursor=daemons), History(log_cursor=checks), base).log_cursor == daemons
+    assert merge(History(log_cursor=checks), History(log_cursor=daemons), base).log_cursor == daemons
+    assert merge(History(log_cursor=daemons), History(log_cursor=rotated), base).log_cursor == rotated
+    assert merge(History(log_cursor=daemons), History(), base).log_cursor == daemons

@@ -63,6 +63,11 @@ def _valid_history() -> dict:
                       "outcome": "verified", "detail": "", "new_pid": 43}],
         "breaker_open_since": 300,
         "breaker_reason": "two restarts failed",
+        "log_cursor": {"path": "/var/log/cloudstack/agent/agent.log", "device": 2049, "inode": 77,
+                       "offset": 4096, "line": 30, "head": "ab" * 32, "scanner": "{}", "since": 98.0,
+                       "incarnation": "42@100", "saved_at": 400.0,
+                       "events": [{"kind": "pool-add", "ts": 101.5, "file": "agent.log", "line": 12,
+                                   "pool_uuid": UUID_A, "pid": None}]},
     }
 
 
@@ -74,6 +79,7 @@ def test_history_with_every_field_loads(tmp_path):
     assert loaded.incarnations[0].held == (Held(UUID_A, 102.0, "log"),)
     assert loaded.restarts[0].new_pid == 43 and loaded.restarts[0].pools == (UUID_A,)
     assert loaded.breaker_open_since == 300.0
+    assert loaded.log_cursor.offset == 4096 and loaded.log_cursor.events[0].pool_uuid == UUID_A
     store.save(str(tmp_path), loaded)
     assert store.load(str(tmp_path))[0] == loaded
 
@@ -109,6 +115,8 @@ WRONG_TYPES = [
     ("restarts.0.detail", []), ("restarts.0.new_pid", 4.5), ("restarts.0.at", ...),
     ("restarts", "x"), ("breaker_open_since", "x"), ("breaker_open_since", False),
     ("breaker_reason", 5), ("pools.0.removed_at", 10 ** 400),
+    ("log_cursor.offset", "4096"), ("log_cursor.head", ...), ("log_cursor.events", {}),
+    ("log_cursor.events.0.line", "12"), ("log_cursor.events.0.kind", ...), ("log_cursor", []),
 ]
 
 

@@ -18,13 +18,15 @@ LibvirtStorageAdaptor.java, LinstorStorageAdaptor.java, KVMHAMonitor.java in
 apache/cloudstack), including the spellings older releases used.
 
 The jobs, a module each: rotation (the rotated set and its order), reading (plain or
-gzip, capped, and the status `check` reports), stamps (line shapes and timestamps),
+gzip, capped, and the status `check` reports), cursor (reading on from where the last
+reader stopped, across rotation), stamps (line shapes and timestamps),
 scanner (lines into records), traces (what a stack trace says), messages (which
 messages are events).
 """
 
-from .reading import MAX_LINE_BYTES, SOURCE_NAME, IncrementalParser, iter_events, parse_lines, read_agent_log
+from .cursor import LogRead, read_agent_log, read_log
+from .reading import MAX_LINE_BYTES, SOURCE_NAME, IncrementalParser, iter_events, parse_lines
 from .rotation import copytruncate_copy, log_set, ordered
 
-__all__ = ["MAX_LINE_BYTES", "SOURCE_NAME", "IncrementalParser", "copytruncate_copy", "iter_events",
-           "log_set", "ordered", "parse_lines", "read_agent_log"]
+__all__ = ["MAX_LINE_BYTES", "SOURCE_NAME", "IncrementalParser", "LogRead", "copytruncate_copy",
+           "iter_events", "log_set", "ordered", "parse_lines", "read_agent_log", "read_log"]

@@ -7,7 +7,7 @@ with the spellings older releases used."""
 from __future__ import annotations
 
 import re
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 from guard.model import LogEvent
 
@@ -42,6 +42,18 @@ class At(NamedTuple):
 
 
 
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return value
+
+
+def _whole(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not an integer")
+    return value
+
+
 class Messages:
     """What one file's messages say; remembers, within the file, pool types by uuid and
     the requests and failures a later line completes or repeats."""
@@ -52,6 +64,30 @@ class Messages:
         self.delete_logged: dict[str, int] = {}
         self.delete_waiting: dict[str, At] = {}
         self.recent_failures: dict[tuple[str, str], int] = {}
+
+    def state(self) -> dict[str, Any]:
+        """What a later line of this file may still complete or repeat, for a reader that
+        goes on from here in another run."""
+        return {
+            "pool_types": dict(self.pool_types),
+            "delete_logged": dict(self.delete_logged),
+            "delete_waiting": {thread: list(at) for thread, at in self.delete_waiting.items()},
+            "recent_failures": [[logid, exception, line]
+                                for (logid, exception), line in self.recent_failures.items()],
+        }
+
+    def resume(self, state: Any) -> None:
+        """Raises ValueError (or TypeError) for a state this code did not write."""
+        if not isinstance(state, dict):
+            raise ValueError("message state is not an object")
+        self.pool_types = {str(k): _text(v) for k, v in state["pool_types"].items()}
+        self.delete_logged = {str(k): _whole(v) for k, v in state["delete_logged"].items()}
+        self.delete_waiting = {
+            str(k): At(_whole(line), None if ts is None else float(ts), None if pid is None else _whole(pid),
+                       _text(thread), _text(logid))
+            for k, (line, ts, pid, thread, logid) in state["delete_waiting"].items()}
+        self.recent_failures = {(_text(logid), _text(exception)): _whole(line)
+                                for logid, exception, line in state["recent_failures"]}
 
     def remember_failure(self, logid: str, event: LogEvent) -> None:
         if len(self.recent_failures) > MAX_TRACKED:

@@ -10,54 +10,28 @@ import os
 import time
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 from guard.model import LogEvent, SourceStatus
 
-from .rotation import log_set
 from .scanner import Scanner
-from .stamps import when
 
 SOURCE_NAME = "agent-log"
 MAX_LINE_BYTES = 64 * 1024
 """Longer physical lines are cut here (the rest is skipped): a binary file or a runaway
 JSON line must not make the reader hold megabytes for one line."""
 
-_GZIP_MAGIC = b"\x1f\x8b"
-_READ_ERRORS = (OSError, EOFError, zlib.error, ValueError)
+GZIP_MAGIC = b"\x1f\x8b"
+READ_ERRORS = (OSError, EOFError, zlib.error, ValueError)
 
 
-class _ReadReport:
+class ReadReport:
     """What a read covered and what went wrong, for the SourceStatus."""
 
     def __init__(self, problems: Optional[list[str]] = None) -> None:
         self.files: list[str] = []
         self.lines = 0
         self.problems: list[str] = [] if problems is None else problems
-
-
-def _numbered_lines(stream: io.BufferedIOBase, report: _ReadReport, name: str
-                   ) -> Iterator[tuple[int, str]]:
-    """Physical lines, decoded leniently and capped; a read error ends the file quietly
-    (recorded in the report) so the events before it still count."""
-    n = 0
-    readline = stream.readline
-    try:
-        while True:
-            raw = readline(MAX_LINE_BYTES)
-            if not raw:
-                break
-            n += 1
-            if raw[-1:] != b"\n" and len(raw) >= MAX_LINE_BYTES:
-                while True:
-                    rest = readline(MAX_LINE_BYTES)
-                    if not rest or rest[-1:] == b"\n":
-                        break
-            yield n, raw.decode("utf-8", "replace").rstrip()
-    except _READ_ERRORS as exc:
-        report.problems.append(f"{name}: read stopped at line {n + 1} ({_reason(exc)})")
-    finally:
-        report.lines += n
 
 
 def _reason(exc: BaseException) -> str:
@@ -68,7 +42,7 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _open(path: str, report: _ReadReport) -> Optional[io.BufferedReader]:
+def _open(path: str, report: ReadReport) -> Optional[io.BufferedReader]:
     try:
         return open(path, "rb")
     except OSError as exc:
@@ -76,22 +50,30 @@ def _open(path: str, report: _ReadReport) -> Optional[io.BufferedReader]:
         return None
 
 
-def _iter_file(path: str, report: _ReadReport, now: float) -> Iterator[LogEvent]:
+def iter_file(path: str, report: ReadReport, now: float) -> Iterator[LogEvent]:
     raw = _open(path, report)
     if raw is None:
         return
     with raw:
         try:
             magic = raw.peek(2)[:2]
-        except _READ_ERRORS as exc:
+        except READ_ERRORS as exc:
             report.problems.append(f"{path}: cannot read ({_reason(exc)})")
             return
         report.files.append(path)
-        if magic != _GZIP_MAGIC:
-            yield from Scanner(path, now).run(_numbered_lines(raw, report, path))
+        if magic != GZIP_MAGIC:
+            yield from _through(Lines(raw, report, path), Scanner(path, now))
             return
         with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
-            yield from Scanner(path, now).run(_numbered_lines(unzipped, report, path))
+            yield from _through(Lines(unzipped, report, path), Scanner(path, now))
+
+
+def _through(lines: Lines, scanner: Scanner) -> Iterator[LogEvent]:
+    """Every event of the lines, the one still being written and an open trace last."""
+    yield from scanner.feed(lines)
+    if lines.partial:
+        yield from scanner.feed([lines.partial])
+    yield from scanner.close()
 
 
 def iter_events(paths: Iterable[str], problems: Optional[list[str]] = None, *,
@@ -103,10 +85,10 @@ def iter_events(paths: Iterable[str], problems: Optional[list[str]] = None, *,
     fault still come out. `now` anchors the year of syslog stamps that lack one; default:
     the current time.
     """
-    report = _ReadReport(problems)
+    report = ReadReport(problems)
     when = time.time() if now is None else now
     for path in paths:
-        yield from _iter_file(path, report, when)
+        yield from iter_file(path, report, when)
 
 
 def parse_lines(lines: Iterable[str], file: str = "", *,
@@ -122,9 +104,22 @@ class IncrementalParser:
     follower flushes when the file goes quiet, since the last event's stack trace has
     no next header line to end it."""
 
-    def __init__(self, file: str) -> None:
-        self._scanner = Scanner(file, time.time())
-        self._line = 0
+    def __init__(self, file: str, scanner: Optional[Scanner] = None, line: int = 0) -> None:
+        self._scanner = scanner or Scanner(file, time.time())
+        self._line = line
+
+    @classmethod
+    def resumed(cls, file: str, state: dict[str, Any], line: int) -> IncrementalParser:
+        """Going on where another reader stopped (a LogCursor); raises ValueError for a
+        state this code did not write."""
+        return cls(file, Scanner.resumed(file, time.time(), state), line)
+
+    @property
+    def line(self) -> int:
+        return self._line
+
+    def state(self) -> dict[str, Any]:
+        return self._scanner.state()
 
     def feed(self, lines: Iterable[str]) -> list[LogEvent]:
         self._scanner.now = time.time()
@@ -145,51 +140,84 @@ class IncrementalParser:
         return pending
 
 
-def read_agent_log(path: str, since: Optional[float] = None
-                   ) -> tuple[list[LogEvent], SourceStatus]:
-    """Events of the whole rotated set, for `check`.
+class Lines:
+    """Numbered complete lines from where a stream stands, and the byte offset after the
+    last one: a last line without its newline is still being written, so it is held
+    back (`partial`) for the caller to judge now and a later reader to read whole."""
 
-    `since` only lets whole rotated files be skipped when they were last written before
-    it (their modification time bounds their last line); events are not filtered by it.
-    The status is ok only when the current file was read to its end: without it, the
-    absence of an event proves nothing.
-    """
-    files = log_set(path)
-    skipped = 0
-    if since is not None:
-        kept = []
-        for name in files:
-            try:
-                old = name != path and os.stat(name).st_mtime < since
-            except OSError:
-                old = False
-            if old:
-                skipped += 1
-            else:
-                kept.append(name)
-        files = kept
-    report = _ReadReport()
-    now = time.time()
-    events: list[LogEvent] = []
-    for name in files:
-        events.extend(_iter_file(name, report, now))
+    def __init__(self, stream: io.BufferedIOBase, report: ReadReport, name: str,
+                 line: int = 0, offset: int = 0) -> None:
+        self.stream, self.report, self.name = stream, report, name
+        self.line, self.offset = line, offset
+        self.partial: Optional[tuple[int, str]] = None
+        self.failed = False
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        readline = self.stream.readline
+        read = 0
+        try:
+            while True:
+                raw = readline(MAX_LINE_BYTES)
+                if not raw:
+                    break
+                size = len(raw)
+                whole = raw[-1:] == b"\n"
+                if not whole and size >= MAX_LINE_BYTES:
+                    while True:
+                        rest = readline(MAX_LINE_BYTES)
+                        size += len(rest)
+                        if not rest or rest[-1:] == b"\n":
+                            whole = bool(rest)
+                            break
+                text = raw.decode("utf-8", "replace").rstrip()
+                if not whole:
+                    self.partial = (self.line + 1, text)
+                    read += 1
+                    break
+                self.line += 1
+                self.offset += size
+                read += 1
+                yield self.line, text
+        except READ_ERRORS as exc:
+            self.failed = True
+            self.report.problems.append(f"{self.name}: read stopped at line {self.line + 1} ({_reason(exc)})")
+        finally:
+            self.report.lines += read
+
+
+class ReadOn(NamedTuple):
+    """One file read from a place to its end: `events` are those of its complete lines,
+    `scanner` the reader's state after them; `tail` what the held-back line and a trace
+    still open at the end say now (a later reader says it again, finished)."""
+
+    events: list[LogEvent]
+    lines: Lines
+    scanner: dict[str, Any]
+    tail: list[LogEvent]
+
+
+def read_on(stream: io.BufferedIOBase, lines: Lines, scanner: Scanner) -> ReadOn:
+    events = list(scanner.feed(lines))
+    state = scanner.state()
+    tail = list(scanner.feed([lines.partial])) if lines.partial else []
+    tail.extend(scanner.close())
+    return ReadOn(events, lines, state, tail)
+
+
+def log_status(path: str, report: ReadReport, parts: list[str]) -> SourceStatus:
+    """Ok only when the current file was read to its end: without it, the absence of an
+    event proves nothing."""
+    parts = list(parts)
     current_problem = next((p for p in report.problems if p.startswith(f"{path}:")), "")
-    parts = []
-    if report.files:
-        rotated = len([f for f in report.files if f != path])
-        parts.append(f"read {len(report.files)} file(s) ({rotated} rotated): "
-                     f"{report.lines} lines, {len(events)} events")
-    if skipped and since is not None:
-        parts.append(f"skipped {skipped} rotated file(s) last written before {when(since)}")
     if report.problems:
         parts.append("problems: " + "; ".join(report.problems))
     if not os.path.lexists(path):
         parts.insert(0, f"{path} not found: is cloudstack-agent installed and logging there? "
                         "If it logs elsewhere, set [agent] log in /etc/cloudstack-guard/guard.toml")
-        return events, SourceStatus(SOURCE_NAME, False, "; ".join(parts))
+        return SourceStatus(SOURCE_NAME, False, "; ".join(parts))
     if path not in report.files or current_problem:
         fix = ("run cloudstack-guard as root (the agent log is readable by root only)"
                if "ermission" in current_problem else "check the file and the disk")
         parts.append(fix)
-        return events, SourceStatus(SOURCE_NAME, False, "; ".join(parts))
-    return events, SourceStatus(SOURCE_NAME, True, "; ".join(parts))
+        return SourceStatus(SOURCE_NAME, False, "; ".join(parts))
+    return SourceStatus(SOURCE_NAME, True, "; ".join(parts))

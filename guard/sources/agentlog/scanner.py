@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import Optional
+from typing import Any, Optional
 
 from guard.model import LogEvent
 
@@ -44,6 +44,27 @@ class Scanner:
         self.pending: Optional[Trace] = None
         self.hour_base: dict[str, Optional[float]] = {}
         self.messages = Messages(file)
+
+    def state(self) -> dict[str, Any]:
+        """Where this file's reading stands between two lines: a later run resumes it
+        (guard/sources/agentlog/cursor.py) and reads on as if it had never stopped."""
+        return {"mode": self.mode, "pending": self.pending.state() if self.pending else None,
+                "messages": self.messages.state()}
+
+    @classmethod
+    def resumed(cls, file: str, now: float, state: Any) -> Scanner:
+        """Raises ValueError for a state this code did not write."""
+        scanner = cls(file, now)
+        try:
+            mode, pending = state["mode"], state["pending"]
+            if mode not in (_NONE, _SKIP, _COLLECT) or isinstance(mode, bool):
+                raise ValueError(f"scanner mode {mode!r}")
+            scanner.mode = mode
+            scanner.pending = None if pending is None else Trace.resumed(pending)
+            scanner.messages.resume(state["messages"])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"scanner state: {exc}") from None
+        return scanner
 
     def run(self, numbered: Iterable[tuple[int, str]]) -> Iterator[LogEvent]:
         yield from self.feed(numbered)

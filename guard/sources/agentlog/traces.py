@@ -5,7 +5,7 @@ adaptor or the storage REST client in it, which exception, and what the agent wa
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Any, Optional
 
 from guard.model import LogEvent
 
@@ -29,6 +29,7 @@ _OPERATION_FRAMES = (
     (".deleteStoragePool(", "pool-delete"),
     ("LibvirtDeleteStoragePoolCommandWrapper", "pool-delete"),
 )
+_OPTIONAL_STATE: dict[str, type] = {"ts": float, "pid": int}
 _JERSEY_NOTE = ("adaptor inferred from the Jersey client failure "
                 "(only the LINSTOR adaptor uses that client in the agent)")
 
@@ -59,6 +60,29 @@ class Trace:
         self.operation_frame = ""
         self.weak_operation = ""
         self.jersey = False
+
+    def state(self) -> dict[str, Any]:
+        """Everything judged so far: a reader that stops mid-trace (the log's end) and a
+        later one that goes on from there judge the trace as one reader would."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def resumed(cls, state: Any) -> Trace:
+        """Raises ValueError for a state this code did not write."""
+        if not isinstance(state, dict) or set(state) != set(cls.__slots__):
+            raise ValueError("trace state has other fields")
+        trace = cls(0, None, None, "", "", "")
+        for name in cls.__slots__:
+            value = state[name]
+            kind = _OPTIONAL_STATE.get(name)
+            if kind is not None and value is None:
+                continue
+            kind = kind or type(getattr(trace, name))
+            accepted = (int, float) if kind is float else kind
+            if isinstance(value, bool) != (kind is bool) or not isinstance(value, accepted):
+                raise ValueError(f"trace state {name} is not a {kind.__name__}")
+            setattr(trace, name, float(value) if isinstance(value, (int, float)) and kind is float else value)
+        return trace
 
     def feed(self, text: str) -> None:
         if self.lines >= MAX_TRACE_LINES:
