@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import BinaryIO, NamedTuple, Optional
 
+from guard.sources.agentlog.reading import not_found
 from guard.sources.agentlog.rotation import copytruncate_copy
 
 READ_CHUNK = 1024 * 1024
@@ -71,6 +72,9 @@ class Follower:
     def _open(self) -> bool:
         try:
             handle = open(self.path, "rb")  # noqa: SIM115 - kept open across polls on purpose
+        except FileNotFoundError:
+            self.problem = not_found(self.path)
+            return False
         except OSError as exc:
             self.problem = f"{self.path}: cannot open ({exc.strerror})"
             return False

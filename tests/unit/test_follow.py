@@ -6,6 +6,7 @@ import os
 import shutil
 
 from guard.follow import Follower
+from guard.sources.agentlog import read_agent_log
 
 
 def write(path, text, mode="a"):
@@ -61,7 +62,9 @@ def test_copytruncate_recovers_lines_written_before_the_copy(tmp_path):
 def test_missing_file_then_created(tmp_path):
     log = tmp_path / "agent.log"
     follower = Follower(str(log))
-    assert follower.poll() == ([], False) and "cannot open" in follower.problem
+    assert follower.poll() == ([], False)
+    _, check_says = read_agent_log(str(log))
+    assert follower.problem == check_says.detail, "the daemon and check word a missing log alike"
     write(log, "x\n")
     assert drain(follower)[0] == ["x"] and follower.problem == ""
 

@@ -213,9 +213,10 @@ class _Reading:
 
     def result(self) -> LogRead:
         events = self.final + self.tail
-        rotated = len([f for f in self.report.files if f != self.path])
-        self.parts.insert(0, f"read {len(self.report.files)} file(s) ({rotated} rotated): "
-                             f"{self.report.lines} lines, {len(events)} events")
+        if self.report.files:
+            rotated = len([f for f in self.report.files if f != self.path])
+            self.parts.insert(0, f"read {len(self.report.files)} file(s) ({rotated} rotated): "
+                                 f"{self.report.lines} lines, {len(events)} events")
         status = log_status(self.path, self.report, self.parts)
         cursor = None
         if status.ok and not self.failed and self.place is not None:

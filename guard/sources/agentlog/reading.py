@@ -204,6 +204,13 @@ def read_on(stream: io.BufferedIOBase, lines: Lines, scanner: Scanner) -> ReadOn
     return ReadOn(events, lines, state, tail)
 
 
+def not_found(path: str) -> str:
+    """The one wording, in `check` and in the daemon's journal, of an agent log that is
+    not there."""
+    return (f"{path} not found: is cloudstack-agent installed and logging there? "
+            "If it logs elsewhere, set [agent] log in /etc/cloudstack-guard/guard.toml")
+
+
 def log_status(path: str, report: ReadReport, parts: list[str]) -> SourceStatus:
     """Ok only when the current file was read to its end: without it, the absence of an
     event proves nothing."""
@@ -212,8 +219,7 @@ def log_status(path: str, report: ReadReport, parts: list[str]) -> SourceStatus:
     if report.problems:
         parts.append("problems: " + "; ".join(report.problems))
     if not os.path.lexists(path):
-        parts.insert(0, f"{path} not found: is cloudstack-agent installed and logging there? "
-                        "If it logs elsewhere, set [agent] log in /etc/cloudstack-guard/guard.toml")
+        parts.insert(0, not_found(path))
         return SourceStatus(SOURCE_NAME, False, "; ".join(parts))
     if path not in report.files or current_problem:
         fix = ("run cloudstack-guard as root (the agent log is readable by root only)"
