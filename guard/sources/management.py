@@ -6,6 +6,7 @@ is the only way the management server tells us a pool is gone.
 
 from __future__ import annotations
 
+import html
 import ipaddress
 import re
 from typing import Any, Optional
@@ -19,6 +20,8 @@ from guard.sources.agentconf import AgentProperties
 from guard.urls import without_userinfo
 
 _SECRET_PARAMS = re.compile(r"(?i)(apikey|signature|secret|key|sessionkey)=[^&\s'\"]+")
+_TAG = re.compile(r"<[^>]*>")
+_EXCERPT_CHARS = 80
 
 
 class ManagementError(Exception):
@@ -57,8 +60,12 @@ def _call(client: Any, command: str, **params: Any) -> list[dict[str, Any]]:
     except requests.exceptions.ConnectionError as exc:
         reason = "connection refused" if "refused" in str(exc).lower() else "cannot connect"
         raise ManagementError(f"{command}: {reason}") from None
+    except requests.exceptions.ChunkedEncodingError:
+        # urllib3 2 holds the body to its Content-Length; 1.26 hands a short body on, and
+        # _api_error_text tells it from there.
+        raise ManagementError(f"{command}: the server closed the connection mid-answer") from None
     except CloudStackException as exc:
-        raise ManagementError(f"{command}: API error: {redact(_api_error_text(exc))}") from None
+        raise ManagementError(f"{command}: {_one_line(redact(_api_error_text(exc)))}") from None
     except ValueError:
         raise ManagementError(f"{command}: the answer is not JSON") from None
     if not isinstance(answer, list) or not all(isinstance(item, dict) for item in answer):
@@ -67,15 +74,67 @@ def _call(client: Any, command: str, **params: Any) -> list[dict[str, Any]]:
 
 
 def _api_error_text(exc: Exception) -> str:
+    """What was wrong with an answer cs refused, in words an operator can act on: cs says
+    "HTTP 200 OK" both of a body that is not JSON and of one a closed connection cut short,
+    which reads like success and points nowhere."""
+    cs_says = f"API error: {exc.args[0]}" if exc.args else f"API error: {type(exc).__name__}"
     response = getattr(exc, "response", None)
+    if response is None:
+        return cs_says
+    short = _cut_short(response)
+    if short:
+        return short
     try:
-        body = response.json() if response is not None else {}
-        inner = next(iter(body.values())) if isinstance(body, dict) and body else {}
-        if isinstance(inner, dict) and "errortext" in inner:
-            return f"{inner.get('errorcode', '?')} {inner['errortext']}"
-    except (ValueError, StopIteration, AttributeError):
-        pass
-    return str(exc.args[0]) if exc.args else type(exc).__name__
+        body = response.json()
+    except ValueError:
+        status = "" if response.status_code == 200 else f"HTTP {response.status_code} {response.reason}, "
+        return f"{status}the answer is not JSON: {_describe_body(response)}"
+    except AttributeError:
+        return cs_says
+    inner = next(iter(body.values()), None) if isinstance(body, dict) else None
+    if isinstance(inner, dict) and "errortext" in inner:
+        return f"API error: {inner.get('errorcode', '?')} {inner['errortext']}"
+    return cs_says
+
+
+def _cut_short(response: Any) -> str:
+    """The server promised a Content-Length and closed before sending it all (killed while
+    writing, or a proxy's upstream broke). urllib3 1.26, Debian 12's, does not check."""
+    try:
+        promised = int(response.headers.get("Content-Length", ""))
+    except (ValueError, TypeError, AttributeError):
+        return ""
+    tell = getattr(getattr(response, "raw", None), "tell", None)
+    got = tell() if callable(tell) else None
+    if not isinstance(got, int):
+        if response.headers.get("Content-Encoding"):
+            return ""  # the decoded body's length says nothing about the wire's
+        got = len(response.content or b"")
+    if got >= promised:
+        return ""
+    return f"the server closed the connection mid-answer ({got} of {promised} bytes)"
+
+
+def _describe_body(response: Any) -> str:
+    """Content type, size and the start of the text (of a web page, its words): enough to
+    recognise a proxy's error page or a login portal standing where the API should be."""
+    content_type = response.headers.get("Content-Type") or "no Content-Type"
+    content = response.content or b""
+    if not content:
+        return f"{content_type}, empty"
+    text = content[:4096].decode("utf-8", "replace")
+    if "html" in content_type.lower() or text.lstrip()[:1] == "<":
+        text = html.unescape(_TAG.sub(" ", text))
+    text = _one_line("".join(c if c.isprintable() else " " for c in text))
+    if len(text) > _EXCERPT_CHARS:
+        text = text[:_EXCERPT_CHARS] + "..."
+    size = f"{content_type}, {len(content)} bytes"
+    return f"{size}: {text}" if text else size
+
+
+def _one_line(text: str) -> str:
+    """A status detail is one line: error texts and web pages carry newlines."""
+    return " ".join(text.split())
 
 
 def _local_addresses() -> set[str]:

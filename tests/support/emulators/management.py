@@ -45,9 +45,11 @@ process. No signature, JSON bodies:
     POST   /control/pools       add_pool() keyword arguments              -> 201 pool
     PUT    /control/pools/<id>/state   {"state": ...}                     -> 200 pool
     DELETE /control/pools/<id>                                            -> 204
-    PUT    /control/mode        {"mode": "normal" | "hang" | "error" | "garbage", ...}
-                                 error takes status/errortext/cserrorcode, garbage takes
-                                 body/content_type                          -> 200
+    PUT    /control/mode        {"mode": "normal" | "hang" | "slow" | "trickle" | "error" |
+                                 "garbage" | "close-mid-answer", ...}
+                                 slow takes delay, trickle interval/pieces, error
+                                 status/errortext/cserrorcode, garbage body/content_type/status,
+                                 close-mid-answer sent                      -> 200
     errors: 400 {"error": ...} for bad JSON or arguments, 404 for unknown paths or ids
 
 Run for a demo (prints the endpoint, then ``agent-port M`` when an agent port is asked for,
@@ -144,6 +146,8 @@ _EXPIRES_RE = re.compile(
     r"(Z|Z?[+-]\d{2}(?::?\d{2})?)"
 )
 _MAX_BODY = 1 << 20
+_HOLDING_MODES = frozenset({"hang", "slow", "trickle"})
+"""Modes that keep a request waiting: leaving them, or stop(), releases what they hold."""
 
 
 def java_url_encode(value: str) -> str:
@@ -220,7 +224,8 @@ def _eq(wanted: str, value: Any) -> bool:
 class RecordedRequest:
     """One API request as the emulator saw it, so tests can assert what a client really sent.
 
-    ``status`` is None for a request held in hang mode; ``refused`` says why a request got 401.
+    ``status`` is None for a request held in hang mode or closed unanswered in slow mode;
+    ``refused`` says why a request got 401.
     """
 
     method: str
@@ -290,7 +295,7 @@ class ManagementEmulator:
         self._requests: list[RecordedRequest] = []
         self._mode = "normal"
         self._mode_options: dict[str, Any] = {}
-        self._hang_release = threading.Event()
+        self._hold_release = threading.Event()
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
         self.management_server_id = str(uuid.uuid4())
@@ -321,7 +326,7 @@ class ManagementEmulator:
             if self._server is not None:
                 return
             with self._lock:
-                self._hang_release = threading.Event()
+                self._hold_release = threading.Event()
             server = _Server(self._port, self)
             self._port = server.server_address[1]
             self._server = server
@@ -341,7 +346,7 @@ class ManagementEmulator:
                 return
             self._server = self._thread = None
             with self._lock:
-                self._hang_release.set()
+                self._hold_release.set()
             server.shutdown()
             server.server_close()
             thread.join(timeout)
@@ -402,12 +407,41 @@ class ManagementEmulator:
             return self._mode
 
     def normal(self) -> None:
-        """Answer normally again; requests held in hang mode are closed unanswered."""
+        """Answer normally again; requests held in hang, slow or trickle mode are closed
+        unanswered (or, in trickle mode, mid-answer)."""
         self._set_mode("normal", {})
 
     def hang(self) -> None:
         """Accept and read requests but never answer them, like a stuck server."""
         self._set_mode("hang", {})
+
+    def slow(self, delay: float = 30.0) -> None:
+        """Answer every API request normally, but only ``delay`` seconds after it came in and
+        with nothing on the wire before: a server busy on a locked database row, or a proxy
+        waiting for its upstream. Unlike hang, the answer does come, so a client that waits
+        without a timeout of its own is caught waiting. A mode change or stop() during the
+        delay closes the connection unanswered."""
+        if delay < 0:
+            raise ValueError("delay must not be negative")
+        self._set_mode("slow", {"delay": float(delay)})
+
+    def trickle(self, interval: float = 0.5, pieces: int = 40) -> None:
+        """Send the status line and headers at once, then the body of the normal answer in
+        ``pieces`` parts ``interval`` seconds apart: every read a client makes gets bytes well
+        within a per-read timeout, so only a deadline on the whole answer stops it (the
+        slow-loris shape of a congested link or an overloaded proxy)."""
+        if interval <= 0 or pieces < 1:
+            raise ValueError("interval must be positive and pieces at least 1")
+        self._set_mode("trickle", {"interval": float(interval), "pieces": int(pieces)})
+
+    def close_mid_answer(self, sent: Optional[int] = None) -> None:
+        """Send the normal answer's status line and headers, its Content-Length promising the
+        whole body, then only ``sent`` bytes of the body (half of it by default, always fewer
+        than all), then close the connection: what a client sees when the server is killed
+        while writing, or a proxy's upstream connection breaks mid-answer."""
+        if sent is not None and sent < 0:
+            raise ValueError("sent must not be negative")
+        self._set_mode("close-mid-answer", {"sent": sent})
 
     def fail(
         self,
@@ -424,17 +458,20 @@ class ManagementEmulator:
         self,
         body: bytes | str = b"<html><body><h1>502 Bad Gateway</h1></body></html>",
         content_type: str = "text/html",
+        status: int = 200,
     ) -> None:
-        """Answer every API request with HTTP 200 and a body that is not CloudStack JSON."""
+        """Answer every API request with a body that is not CloudStack JSON: by default HTTP
+        200 (a captive portal, a proxy's login page), with another ``status`` the error page
+        of a proxy or of the servlet container in front of the API."""
         data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-        self._set_mode("garbage", {"body": data, "content_type": content_type})
+        self._set_mode("garbage", {"body": data, "content_type": content_type, "status": status})
 
     def _set_mode(self, mode: str, options: dict[str, Any]) -> None:
         with self._lock:
-            if self._mode == "hang" and mode != "hang":
-                self._hang_release.set()
-            if mode == "hang" and self._mode != "hang":
-                self._hang_release = threading.Event()
+            if self._mode in _HOLDING_MODES and (mode, options) != (self._mode, self._mode_options):
+                self._hold_release.set()
+            if mode in _HOLDING_MODES and self._hold_release.is_set():
+                self._hold_release = threading.Event()
             self._mode = mode
             self._mode_options = options
 
@@ -681,14 +718,14 @@ class ManagementEmulator:
         command = params.get("command")
         seen = {k: v for k, v in params.items() if k.lower() != "signature"}
         with self._lock:
-            mode, options, release = self._mode, dict(self._mode_options), self._hang_release
-        if mode == "hang":
+            mode, options, release = self._mode, dict(self._mode_options), self._hold_release
+        if mode == "hang" or (mode == "slow" and release.wait(options["delay"])):
             self._record(RecordedRequest(method, command, seen, None))
             release.wait()
             return
         if mode == "garbage":
             status, body, ctype, headers, refused = (
-                200, options["body"], options["content_type"], [], None
+                options["status"], options["body"], options["content_type"], [], None
             )
         elif mode == "error":
             status = options["status"]
@@ -703,7 +740,15 @@ class ManagementEmulator:
         else:
             status, body, ctype, headers, refused = self._answer(params)
         self._record(RecordedRequest(method, command, seen, status, refused))
-        handler.send(status, body, ctype, headers)
+        if mode == "close-mid-answer":
+            sent = options["sent"]
+            handler.send(status, body, ctype, headers,
+                         sent=len(body) // 2 if sent is None else min(sent, max(len(body) - 1, 0)))
+        elif mode == "trickle":
+            handler.send(status, body, ctype, headers,
+                         pace=(options["interval"], options["pieces"], release))
+        else:
+            handler.send(status, body, ctype, headers)
 
     def _answer(self, params: dict[str, str]) -> _Answer:
         json_wanted = params.get("response", "").lower() == "json"
@@ -976,8 +1021,11 @@ class ManagementEmulator:
             modes: dict[str, Callable[..., None]] = {
                 "normal": self.normal,
                 "hang": self.hang,
+                "slow": self.slow,
+                "trickle": self.trickle,
                 "error": self.fail,
                 "garbage": self.garbage,
+                "close-mid-answer": self.close_mid_answer,
             }
             mode = args.pop("mode", None)
             if mode not in modes:
@@ -1066,8 +1114,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.send(404, b"Not Found", "text/plain")
 
     def send(
-        self, status: int, body: bytes, content_type: str, headers: Iterable[tuple[str, str]] = ()
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: Iterable[tuple[str, str]] = (),
+        *,
+        sent: Optional[int] = None,
+        pace: Optional[tuple[float, int, threading.Event]] = None,
     ) -> None:
+        """One answer. The headers always promise the whole body; ``sent`` writes only that
+        many bytes of it before the connection is closed, ``pace`` (interval, pieces, release)
+        spreads it over pieces, giving up when ``release`` is set (a mode change or stop)."""
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
@@ -1075,7 +1133,19 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in headers:
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            if sent is not None:
+                self.wfile.write(body[:sent])
+                self.close_connection = True
+            elif pace is not None:
+                interval, pieces, release = pace
+                size = max(1, -(-len(body) // pieces))
+                for start in range(0, len(body), size):
+                    if start and release.wait(interval):
+                        self.close_connection = True
+                        return
+                    self.wfile.write(body[start : start + size])
+            else:
+                self.wfile.write(body)
         except OSError as err:
             self.server.emulator._emit(f"client went away: {err!r}")
 
