@@ -1,5 +1,5 @@
 # The venv runs on Debian's /usr/bin/python3 with the distribution's python3-libvirt,
-# python3-psutil, python3-cs, python3-systemd and python3-structlog, because those are the
+# python3-psutil, python3-systemd and python3-structlog, because those are the
 # versions the .deb depends on; pip adds only the test tools.
 VENV ?= .venv
 PY := $(VENV)/bin/python

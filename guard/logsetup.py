@@ -9,8 +9,6 @@ import os
 import sys
 from typing import Any
 
-import structlog
-
 FORMATS = ("auto", "journal", "console", "json")
 _PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 
@@ -53,6 +51,8 @@ def journal_entry(method: str, event: dict[str, Any]) -> tuple[str, dict[str, st
 
 
 def _to_journal(_logger: Any, method: str, event: dict[str, Any]) -> str:
+    import structlog
+
     from systemd import journal
 
     text, fields = journal_entry(method, event)
@@ -61,6 +61,9 @@ def _to_journal(_logger: Any, method: str, event: dict[str, Any]) -> str:
 
 
 def configure(log_format: str = "auto") -> None:
+    """structlog is imported here, by the daemon: `check` has no use for it."""
+    import structlog
+
     if log_format == "auto":
         log_format = "journal" if _journal_available() else "console"
     processors: list[Any] = [structlog.processors.add_log_level]
@@ -78,4 +81,6 @@ def configure(log_format: str = "auto") -> None:
 
 
 def get_logger() -> Any:
+    import structlog
+
     return structlog.get_logger("cloudstack-guard")

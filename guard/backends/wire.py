@@ -18,6 +18,8 @@ import ssl
 import threading
 from typing import Callable, Optional
 
+from guard.hostname import for_lookup
+
 
 class ProbeError(Exception):
     """A classified failure: `status` is one of the probe status words."""
@@ -42,7 +44,7 @@ def _resolve_in_daemon_thread(host: str, port: int) -> asyncio.Future:
 
     def work() -> None:
         try:
-            result = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            result = socket.getaddrinfo(for_lookup(host), port, type=socket.SOCK_STREAM)
         except Exception as exc:  # not only OSError: idna's UnicodeError for "a..b"
             error = exc
 

@@ -1,12 +1,11 @@
 """This host and the primary pools in its scope, as the management server lists them.
 
-Read-only API calls through `cs`. Deleting a pool emits no event, so polling the listing
+Read-only API calls (guard/sources/cloudstack_api.py). Deleting a pool emits no event, so polling the listing
 is the only way the management server tells us a pool is gone.
 """
 
 from __future__ import annotations
 
-import html
 import ipaddress
 import re
 from typing import Any, Optional
@@ -17,11 +16,10 @@ from guard.config import ManagementConfig
 from guard.drivers import canonical_type
 from guard.model import ManagementHost, Pool, SourceStatus, pool_id
 from guard.sources.agentconf import AgentProperties
+from guard.sources.cloudstack_api import ApiError, Client, one_line
 from guard.urls import without_userinfo
 
 _SECRET_PARAMS = re.compile(r"(?i)(apikey|signature|secret|key|sessionkey)=[^&\s'\"]+")
-_TAG = re.compile(r"<[^>]*>")
-_EXCERPT_CHARS = 80
 
 
 class ManagementError(Exception):
@@ -29,112 +27,27 @@ class ManagementError(Exception):
 
 
 def redact(text: str) -> str:
-    """Exception texts from requests quote the full URL, key and signature included."""
+    """Nothing the guard says may quote a request's key or signature, whatever an error
+    text carries."""
     return _SECRET_PARAMS.sub(r"\1=<redacted>", text)
 
 
-def _client(config: ManagementConfig) -> Any:
-    from cs import CloudStack
-
+def _client(config: ManagementConfig) -> Client:
     creds = config.credentials
-    # cs 2.x truncates the timeout to whole seconds, and 0 makes every call fail.
-    options: dict[str, Any] = {"timeout": max(1, round(config.timeout))}
-    if not config.verify_tls:
-        # cs 2.x ignores verify=False and keeps verifying; this is its real switch.
-        options["dangerous_no_tls_verify"] = True
-    elif config.ca:
-        options["verify"] = config.ca
-    return CloudStack(endpoint=creds.endpoint, key=creds.key, secret=creds.secret, **options)
-
-
-def _call(client: Any, command: str, **params: Any) -> list[dict[str, Any]]:
-    import requests
-    from cs import CloudStackException
-
     try:
-        answer = getattr(client, command)(fetch_list=True, **params)
-    except requests.exceptions.Timeout:
-        raise ManagementError(f"{command}: no answer within the timeout") from None
-    except requests.exceptions.SSLError:
-        raise ManagementError(f"{command}: TLS verification failed (set [management] ca)") from None
-    except requests.exceptions.ConnectionError as exc:
-        reason = "connection refused" if "refused" in str(exc).lower() else "cannot connect"
-        raise ManagementError(f"{command}: {reason}") from None
-    except requests.exceptions.ChunkedEncodingError:
-        # urllib3 2 holds the body to its Content-Length; 1.26 hands a short body on, and
-        # _api_error_text tells it from there.
-        raise ManagementError(f"{command}: the server closed the connection mid-answer") from None
-    except CloudStackException as exc:
-        raise ManagementError(f"{command}: {_one_line(redact(_api_error_text(exc)))}") from None
-    except ValueError:
-        raise ManagementError(f"{command}: the answer is not JSON") from None
-    if not isinstance(answer, list) or not all(isinstance(item, dict) for item in answer):
-        raise ManagementError(f"{command}: unexpected answer shape")
-    return answer
+        return Client(creds.endpoint, creds.key, creds.secret, config.timeout,
+                      verify_tls=config.verify_tls, ca=config.ca)
+    except ApiError as exc:
+        raise ManagementError(str(exc)) from None
 
 
-def _api_error_text(exc: Exception) -> str:
-    """What was wrong with an answer cs refused, in words an operator can act on: cs says
-    "HTTP 200 OK" both of a body that is not JSON and of one a closed connection cut short,
-    which reads like success and points nowhere."""
-    cs_says = f"API error: {exc.args[0]}" if exc.args else f"API error: {type(exc).__name__}"
-    response = getattr(exc, "response", None)
-    if response is None:
-        return cs_says
-    short = _cut_short(response)
-    if short:
-        return short
+def _call(client: Client, command: str, **params: str) -> list[dict[str, Any]]:
     try:
-        body = response.json()
-    except ValueError:
-        status = "" if response.status_code == 200 else f"HTTP {response.status_code} {response.reason}, "
-        return f"{status}the answer is not JSON: {_describe_body(response)}"
-    except AttributeError:
-        return cs_says
-    inner = next(iter(body.values()), None) if isinstance(body, dict) else None
-    if isinstance(inner, dict) and "errortext" in inner:
-        return f"API error: {inner.get('errorcode', '?')} {inner['errortext']}"
-    return cs_says
-
-
-def _cut_short(response: Any) -> str:
-    """The server promised a Content-Length and closed before sending it all (killed while
-    writing, or a proxy's upstream broke). urllib3 1.26, Debian 12's, does not check."""
-    try:
-        promised = int(response.headers.get("Content-Length", ""))
-    except (ValueError, TypeError, AttributeError):
-        return ""
-    tell = getattr(getattr(response, "raw", None), "tell", None)
-    got = tell() if callable(tell) else None
-    if not isinstance(got, int):
-        if response.headers.get("Content-Encoding"):
-            return ""  # the decoded body's length says nothing about the wire's
-        got = len(response.content or b"")
-    if got >= promised:
-        return ""
-    return f"the server closed the connection mid-answer ({got} of {promised} bytes)"
-
-
-def _describe_body(response: Any) -> str:
-    """Content type, size and the start of the text (of a web page, its words): enough to
-    recognise a proxy's error page or a login portal standing where the API should be."""
-    content_type = response.headers.get("Content-Type") or "no Content-Type"
-    content = response.content or b""
-    if not content:
-        return f"{content_type}, empty"
-    text = content[:4096].decode("utf-8", "replace")
-    if "html" in content_type.lower() or text.lstrip()[:1] == "<":
-        text = html.unescape(_TAG.sub(" ", text))
-    text = _one_line("".join(c if c.isprintable() else " " for c in text))
-    if len(text) > _EXCERPT_CHARS:
-        text = text[:_EXCERPT_CHARS] + "..."
-    size = f"{content_type}, {len(content)} bytes"
-    return f"{size}: {text}" if text else size
-
-
-def _one_line(text: str) -> str:
-    """A status detail is one line: error texts and web pages carry newlines."""
-    return " ".join(text.split())
+        return client.list_all(command, **params)
+    except ApiError as exc:
+        raise ManagementError(f"{command}: {one_line(redact(str(exc)))}") from None
+    except RecursionError:
+        raise ManagementError(f"{command}: the answer is JSON nested too deeply to read") from None
 
 
 def _local_addresses() -> set[str]:
@@ -148,7 +61,7 @@ def _local_addresses() -> set[str]:
     return found
 
 
-def _find_host(client: Any, config: ManagementConfig, hostname: str) -> dict[str, Any]:
+def _find_host(client: Client, config: ManagementConfig, hostname: str) -> dict[str, Any]:
     if config.host_id:
         try:
             hosts = _call(client, "listHosts", id=config.host_id, type="Routing")
@@ -173,11 +86,11 @@ def _find_host(client: Any, config: ManagementConfig, hostname: str) -> dict[str
     )
 
 
-def _server_version(client: Any) -> str:
+def _server_version(client: Client) -> str:
     """The release decides what the server tells agents on deletion; unknown is fine."""
     try:
-        answer = client.listCapabilities()
-    except Exception:  # noqa: BLE001 - the version only refines a judgement; never fatal
+        answer = client.call("listCapabilities")
+    except (ApiError, RecursionError):
         return ""
     capability = answer.get("capability", {}) if isinstance(answer, dict) else {}
     version = capability.get("cloudstackversion", "") if isinstance(capability, dict) else ""

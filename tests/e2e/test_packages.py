@@ -27,9 +27,9 @@ RPM = ROOT / "dist" / f"{NAME}-{VERSION}-1.noarch.rpm"
 UNIT = f"{NAME}.service"
 CONFFILE = Path("/etc/cloudstack-guard/guard.toml")
 DEB_DEPENDS = ["python3", "python3-libvirt", "python3-psutil", "python3-systemd", "python3-structlog",
-               "python3-cs", "python3-tomli | python3 (>= 3.11)"]
+               "python3-tomli | python3 (>= 3.11)"]
 RPM_DEPENDS = {"python3", "python3-libvirt", "python3-psutil", "python3-systemd", "python3-structlog",
-               "python3-cs", "python3-tomli"}
+               "python3-tomli"}
 # Everything the package or its maintainer scripts may leave on the system.
 EXTRA_PATHS = [
     "/etc/cloudstack-guard", "/var/lib/cloudstack-guard",

@@ -3,8 +3,9 @@
 Why it exists: the guard asks the management server which primary storage pools are in its
 host's scope, and no management server can run where the tests run. This emulator answers the
 few commands the guard uses the way CloudStack's ApiServlet and ApiServer answer them, so the
-guard's client code (Debian's python3-cs 2.7.1) meets the real signature check, the real
-answer shapes (the bare ``{}`` of an empty list above all) and the real error answers.
+guard's client (guard/sources/cloudstack_api.py) meets the real signature check, the real
+answer shapes (the bare ``{}`` of an empty list above all) and the real error answers. Its
+own tests hold it to Debian's python3-cs 2.7.1 as well, a signer written independently.
 
 Behaviour taken from apache/cloudstack:
 
