@@ -328,6 +328,32 @@ class PrivateLibvirtd:
         return killed
 
 
+class SocketAlias:
+    """A second path to a private libvirtd's socket, for one client (the guard) to use.
+
+    Closing it keeps that client away while the test changes libvirt through the real
+    socket: what changed meanwhile reaches the client only by what it reads on return, as
+    when libvirtd came back before the client's next retry.
+    """
+
+    def __init__(self, daemon: PrivateLibvirtd, path: str | os.PathLike[str]) -> None:
+        self.daemon = daemon
+        self.path = Path(path)
+        if len(str(self.path)) > _SUN_PATH_MAX:
+            raise LibvirtdError(f"socket path too long for AF_UNIX: {self.path}")
+        self.open()
+
+    @property
+    def uri(self) -> str:
+        return f"qemu+unix:///system?socket={self.path}"
+
+    def open(self) -> None:
+        os.symlink(self.daemon.socket_path, self.path)
+
+    def close(self) -> None:
+        self.path.unlink()
+
+
 @atexit.register
 def _stop_all() -> None:
     for daemon in list(_live):
