@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import os
 import time
 import zlib
@@ -21,6 +22,7 @@ MAX_LINE_BYTES = 64 * 1024
 """Longer physical lines are cut here (the rest is skipped): a binary file or a runaway
 JSON line must not make the reader hold megabytes for one line."""
 
+READ_CHUNK = 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 READ_ERRORS = (OSError, EOFError, zlib.error, ValueError)
 
@@ -61,19 +63,61 @@ def iter_file(path: str, report: ReadReport, now: float) -> Iterator[LogEvent]:
             report.problems.append(f"{path}: cannot read ({_reason(exc)})")
             return
         report.files.append(path)
+        scanner = Scanner(path, now)
         if magic != GZIP_MAGIC:
-            yield from _through(Lines(raw, report, path), Scanner(path, now))
+            yield from scanner.run(_numbered(raw, report, path))
             return
         with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
-            yield from _through(Lines(unzipped, report, path), Scanner(path, now))
+            yield from scanner.run(_numbered(unzipped, report, path))
 
 
-def _through(lines: Lines, scanner: Scanner) -> Iterator[LogEvent]:
-    """Every event of the lines, the one still being written and an open trace last."""
-    yield from scanner.feed(lines)
-    if lines.partial:
-        yield from scanner.feed([lines.partial])
-    yield from scanner.close()
+def _chunks(stream: io.BufferedIOBase, report: ReadReport, name: str) -> Iterator[list[str]]:
+    """The lines of a file read whole (analyze, rotated files), a megabyte at a time,
+    split and decoded in C: most of `analyze`'s speed on a log of gigabytes. Decoded
+    leniently and capped as Lines does; the place of each line is not kept (a reader
+    that must go on later uses Lines)."""
+    count = 0
+    carry = b""
+    skipping = False
+    """In a line longer than MAX_LINE_BYTES, whose start was already given."""
+    try:
+        while True:
+            chunk = stream.read1(READ_CHUNK)
+            if not chunk:
+                break
+            if skipping:
+                end = chunk.find(b"\n")
+                if end < 0:
+                    continue
+                chunk, skipping = chunk[end + 1:], False
+            data = carry + chunk
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                if len(data) >= MAX_LINE_BYTES:
+                    lines = [data[:MAX_LINE_BYTES].decode("utf-8", "replace")]
+                    carry, skipping = b"", True
+                    count += 1
+                    yield lines
+                else:
+                    carry = data
+                continue
+            carry = data[cut + 1:]
+            lines = data[:cut].decode("utf-8", "replace").split("\n")
+            if max(map(len, lines)) > MAX_LINE_BYTES:
+                lines = [line[:MAX_LINE_BYTES] for line in lines]
+            count += len(lines)
+            yield lines
+        if carry:
+            count += 1
+            yield [carry[:MAX_LINE_BYTES].decode("utf-8", "replace")]
+    except READ_ERRORS as exc:
+        report.problems.append(f"{name}: read stopped at line {count + 1} ({_reason(exc)})")
+    finally:
+        report.lines += count
+
+
+def _numbered(stream: io.BufferedIOBase, report: ReadReport, name: str) -> Iterable[tuple[int, str]]:
+    return enumerate(map(str.rstrip, itertools.chain.from_iterable(_chunks(stream, report, name))), 1)
 
 
 def iter_events(paths: Iterable[str], problems: Optional[list[str]] = None, *,
