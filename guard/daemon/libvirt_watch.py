@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from guard.backoff import Backoff
 from guard.model import SourceStatus
-from guard.sources.libvirt import quiet_libvirt, read_libvirt_pools
+from guard.sources.libvirt import pool_of, quiet_libvirt, read_libvirt_pools
 
 from .runtime import Runtime
 from .state import State
@@ -116,7 +116,7 @@ async def _session(rt: Runtime, state: State, libvirt: Any, conn: Any, link: Lib
         loop.call_soon_threadsafe(closed.set)
 
     def on_pool(_conn: Any, pool: Any, event: int, _detail: int, _opaque: Any) -> None:
-        loop.call_soon_threadsafe(_pool_event, rt, state, pool.name(), event)
+        loop.call_soon_threadsafe(_pool_event, rt, state, libvirt, pool, event)
 
     callback = None
     try:
@@ -152,9 +152,27 @@ async def _session(rt: Runtime, state: State, libvirt: Any, conn: Any, link: Lib
             conn.close()
 
 
-def _pool_event(rt: Runtime, state: State, name: str, event: int) -> None:
-    rt.emit("libvirt-pool-event", pool=name, lifecycle=event, level="debug")
-    rt.own(refresh_pools(rt, state))
+def _pool_event(rt: Runtime, state: State, libvirt: Any, handle: Any, event: int) -> None:
+    rt.emit("libvirt-pool-event", pool=handle.name(), lifecycle=event, level="debug")
+    rt.own(refresh_pool(rt, state, libvirt, handle))
+
+
+async def refresh_pool(rt: Runtime, state: State, libvirt: Any, handle: Any) -> None:
+    """The pool an event names, read again through the watch's own connection: on a
+    host with dozens of pools, listing them all on every event was most of an event's
+    way to a finding. One at a time and in the events' order, so the last read wins."""
+    name = handle.name()
+    async with state.pool_reads:
+        try:
+            found = await rt.in_thread(pool_of, handle)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                await refresh_pools(rt, state)
+                return
+            found = None  # undefined: gone from libvirt
+        kept = tuple(p for p in state.libvirt_pools if p.name != name)
+        state.libvirt_pools = kept + ((found,) if found is not None else ())
+        rt.dirty.set()
 
 
 async def refresh_pools(rt: Runtime, state: State) -> None:

@@ -5,9 +5,12 @@ the probes need it to know which controllers the agent still reaches."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import os
 import socket
 import time
+from dataclasses import replace
 from typing import Optional
 
 from guard.history import History
@@ -34,6 +37,20 @@ events it stands for (up to a few thousand), so not on every line."""
 INITIAL_SOURCES = {"agent-properties", "agent-process", "agent-log", "libvirt", "management"}
 
 
+def started_by_this_clock(agent: AgentProcess, now: float) -> AgentProcess:
+    """The agent with its start on the wall clock as it reads `now`. psutil adds the
+    start ticks to a boot time it reads once per process, so in the daemon the start
+    stays on the clock as it was before a step: after a step back, every line the agent
+    logs would look older than the agent and be taken for its predecessor's. The ticks
+    after boot and CLOCK_BOOTTIME are never stepped; a `check`, which reads the boot time
+    afresh, gets the same start."""
+    ticks = agent.incarnation.start_ticks
+    if not ticks:
+        return agent
+    running = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    return replace(agent, incarnation=replace(agent.incarnation, start_time=now - running))
+
+
 class State:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -46,6 +63,8 @@ class State:
         self.unit_state = ""
         self.statuses: dict[str, SourceStatus] = {}
         self.libvirt_pools: tuple[Pool, ...] = ()
+        self.pool_reads = asyncio.Lock()
+        """Pool events are read one at a time, in order (guard/daemon/libvirt_watch.py)."""
         self.events: collections.deque[LogEvent] = collections.deque(maxlen=MAX_EVENTS)
         self.log_place: Optional[LogCursor] = None
         """Where the follower's reading of the agent log stands, `events` being its
@@ -62,8 +81,9 @@ class State:
 
     def snapshot(self) -> Snapshot:
         host, pools, elsewhere = self.management
+        now = time.time()
         readings = Readings(
-            agent=self.agent,
+            agent=started_by_this_clock(self.agent, now) if self.agent else None,
             agent_unit_state=self.unit_state,
             libvirt_pools=self.libvirt_pools,
             management_host=host,
@@ -75,7 +95,7 @@ class State:
             probes=tuple(self.probes.items()),
             sources=tuple(self.statuses.values()),
         )
-        return build_snapshot(self.rt.config, self.hostname, readings, time.time())
+        return build_snapshot(self.rt.config, self.hostname, readings, now)
 
     def log_cursor(self) -> Optional[LogCursor]:
         """The place with the events it stands for, for the history (and `check`)."""

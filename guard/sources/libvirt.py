@@ -56,7 +56,7 @@ def parse_pool_xml(xml: str, state: str) -> Optional[Pool]:
     if source is not None:
         named = [h for h in source.findall("host") if h.get("name")]
         hosts = tuple(h.get("name", "") for h in named)
-        port = next((int(h.get("port", "")) for h in named if h.get("port", "").isdigit()), 0)
+        port = next((int(h.get("port", "")) for h in named if _is_port(h.get("port", ""))), 0)
         fmt = source.find("format")
         source_format = fmt.get("type", "") if fmt is not None else ""
         source_path = _source_path(source)
@@ -73,6 +73,11 @@ def parse_pool_xml(xml: str, state: str) -> Optional[Pool]:
     )
 
 
+def _is_port(text: str) -> bool:
+    """str.isdigit also takes superscripts and any number of digits, which int() refuses."""
+    return text.isascii() and text.isdigit() and len(text) <= 5
+
+
 def _source_path(source: ET.Element) -> str:
     """What the pool is on its backend: an RBD pool's or a Gluster volume's name, an NFS
     export's dir, an iSCSI target's IQN (LibvirtStorageAdaptor writes each so)."""
@@ -86,6 +91,12 @@ def _source_path(source: ET.Element) -> str:
     return device.get("path", "") if device is not None else ""
 
 
+def pool_of(handle: Any) -> Optional[Pool]:
+    """One pool as its handle reads now; raises libvirtError (the pool is gone, or the
+    connection)."""
+    return parse_pool_xml(handle.XMLDesc(0), STATES.get(handle.info()[0], "unknown"))
+
+
 def _list_pools(uri: str) -> list[Pool]:
     import libvirt
 
@@ -95,8 +106,7 @@ def _list_pools(uri: str) -> list[Pool]:
         pools = []
         for handle in conn.listAllStoragePools(0):
             try:
-                state = STATES.get(handle.info()[0], "unknown")
-                pool = parse_pool_xml(handle.XMLDesc(0), state)
+                pool = pool_of(handle)
             except libvirt.libvirtError:
                 continue
             if pool is not None:

@@ -70,6 +70,19 @@ def test_libvirt_pool_event_reaches_the_daemon(host, daemon, libvirt_conn, tmp_p
     assert finding["pool"] == nfs
 
 
+def test_an_undefined_pool_leaves_the_daemons_picture_at_its_event(host, daemon, libvirt_conn, tmp_path):
+    """Each event re-reads only the pool it names: an undefined pool is gone from libvirt,
+    and the finding about it clears, with no listing of the others in between."""
+    nfs = host.mgmt.add_pool("local", pool_type="Filesystem", scope="CLUSTER", pool_id=NFS_UUID)["id"]
+    pool = define_dir_pool(libvirt_conn, nfs, tmp_path / "pool")
+    daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
+    pool.destroy()
+    daemon.wait_event("finding", kind="pool-inactive", pool=nfs, timeout=5)
+    pool.undefine()
+    cleared = daemon.wait_event("finding-cleared", kind="pool-inactive", timeout=5)
+    assert cleared["pool"] == nfs
+
+
 def test_stop_failure_line_in_the_log_reaches_the_daemon(host, daemon):
     pool = host.add_linstor_pool()
     daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
