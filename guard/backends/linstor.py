@@ -57,10 +57,16 @@ def ssl_context(config: LinstorConfig) -> ssl.SSLContext:
     return context
 
 
+def _shown(text: str) -> str:
+    """The controller's words in a one-line detail: an error page or a proxy's answer
+    comes with newlines."""
+    return "".join(c if c.isprintable() else " " for c in text)[:200]
+
+
 def _json(answer: http.Answer, what: str) -> Any:
     try:
         return json.loads(answer.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise http.ProbeError("bad-answer", f"{what} is not JSON") from None
 
 
@@ -71,10 +77,10 @@ def _check_status(answer: http.Answer, what: str) -> None:
             errors = json.loads(text)
             if isinstance(errors, list) and errors and isinstance(errors[0], dict):
                 text = str(errors[0].get("message", text))
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
         raise http.ProbeError(
-            "http-error", f"{what} answered HTTP {answer.status}: {text[:200]}", answer.status
+            "http-error", f"{what} answered HTTP {answer.status}: {_shown(text)}", answer.status
         )
 
 
@@ -99,7 +105,7 @@ async def _probe_one(
     for entry in nodes:
         if isinstance(entry, dict) and str(entry.get("name", "")).casefold() == node.casefold():
             status = str(entry.get("connection_status", "UNKNOWN"))
-    detail = f"controller {version['version']} answers; node {node} is {status}"
+    detail = f"controller {_shown(version['version'])} answers; node {node} is {_shown(status)}"
     return ProbeResult(
         NAME, target.url, "healthy", detail, time.monotonic() - started,
         version=version["version"], node_status=status,

@@ -162,6 +162,12 @@ class AgentProperties:
     notes: tuple[str, ...] = ()
 
 
+def _shown(value: str) -> str:
+    """A value as a one-line status can carry it: an escape like `\\n` puts a control
+    character in a value, and the status must show it rather than break its line."""
+    return value if value.isprintable() else repr(value)
+
+
 def _placeholder(value: str) -> bool:
     """Unconfigured packaging templates carry `@NAME@`; AgentShell treats them as unset."""
     return len(value) >= 2 and value.startswith("@") and value.endswith("@")
@@ -195,7 +201,7 @@ def agent_properties(path: str, values: Mapping[str, str],
         notes.append("host is not set; the agent falls back to localhost")
     elif _placeholder(raw_host.strip()):
         hosts = ()
-        notes.append(f"host is the unconfigured placeholder {raw_host.strip()}")
+        notes.append(f"host is the unconfigured placeholder {_shown(raw_host.strip())}")
     else:
         listed, _, lb_algorithm = raw_host.partition("@")
         hosts = _comma_list(listed)
@@ -254,7 +260,7 @@ def read_agent_properties(path: str) -> tuple[Optional[AgentProperties], SourceS
     values, parse_notes = parse_properties_notes(_decode(data))
     props = agent_properties(path, values, notes + parse_notes)
     detail = (f"read {path}: {len(values)} keys; management servers "
-              f"{', '.join(props.hosts) or '(none)'} port {props.port}")
+              f"{', '.join(_shown(host) for host in props.hosts) or '(none)'} port {props.port}")
     if props.notes:
         detail += "; " + "; ".join(props.notes)
     return props, SourceStatus(SOURCE_NAME, True, detail)

@@ -176,10 +176,13 @@ def _answer(status: int, reason: str, content_type: str, body: bytes) -> dict[st
     except ValueError:
         prefix = "" if status == 200 else f"HTTP {status} {reason}, "
         raise ApiError(f"{prefix}the answer is not JSON: {describe(content_type, body)}") from None
+    except RecursionError:
+        raise ApiError("the answer is JSON nested too deeply to read") from None
     inner = next(iter(document.values()), None) if isinstance(document, dict) and len(document) == 1 else None
     if status != 200:
         if isinstance(inner, dict) and "errortext" in inner:
-            raise ApiError(f"API error: {inner.get('errorcode', status)} {one_line(str(inner['errortext']))}")
+            code = one_line(str(inner.get("errorcode", status)))
+            raise ApiError(f"API error: {code} {one_line(str(inner['errortext']))}")
         raise ApiError(f"HTTP {status} {reason}")
     if not isinstance(inner, dict):
         raise ApiError("unexpected answer shape")

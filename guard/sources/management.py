@@ -45,9 +45,7 @@ def _call(client: Client, command: str, **params: str) -> list[dict[str, Any]]:
     try:
         return client.list_all(command, **params)
     except ApiError as exc:
-        raise ManagementError(f"{command}: {one_line(redact(str(exc)))}") from None
-    except RecursionError:
-        raise ManagementError(f"{command}: the answer is JSON nested too deeply to read") from None
+        raise ManagementError(f"{command}: {redact(str(exc))}") from None
 
 
 def _local_addresses() -> set[str]:
@@ -76,7 +74,7 @@ def _find_host(client: Client, config: ManagementConfig, hostname: str) -> dict[
     if len(by_name) == 1:
         return by_name[0]
     local = _local_addresses()
-    by_ip = [h for h in hosts if h.get("ipaddress") in local]
+    by_ip = [h for h in hosts if str(h.get("ipaddress", "")) in local]
     if len(by_ip) == 1:
         return by_ip[0]
     found = len(by_name) or len(by_ip)
@@ -90,7 +88,7 @@ def _server_version(client: Client) -> str:
     """The release decides what the server tells agents on deletion; unknown is fine."""
     try:
         answer = client.call("listCapabilities")
-    except (ApiError, RecursionError):
+    except ApiError:
         return ""
     capability = answer.get("capability", {}) if isinstance(answer, dict) else {}
     version = capability.get("cloudstackversion", "") if isinstance(capability, dict) else ""
@@ -157,7 +155,7 @@ def read_management(
     except Exception as exc:  # noqa: BLE001 - a client bug must not stop the other sources
         return None, [], (), SourceStatus("management", False,
                                           f"{where}: {type(exc).__name__}: {redact(str(exc))[:200]}")
-    detail = f"{where}: host {host.name} ({host.state}), {len(pools)} pool(s) in scope"
+    detail = f"{where}: host {one_line(host.name)} ({one_line(host.state)}), {len(pools)} pool(s) in scope"
     return host, pools, elsewhere, SourceStatus("management", True, detail)
 
 

@@ -167,6 +167,8 @@ def unusable(cursor: Optional[LogCursor], path: str, since: float) -> str:
         return f"the last read was of {cursor.path}"
     if since < cursor.since:
         return "this run needs lines from before what the last read kept"
+    if cursor.offset < 0 or cursor.line < 0:
+        return "the last read's place is malformed"
     return ""
 
 
