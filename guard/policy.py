@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from guard.config import RemediationConfig
+from guard.elapsed import Ages, age
 from guard.history import History, RestartRecord
 from guard.model import ChildProcess, Finding, ManagementHost
 from guard.record import FROM_LISTING
@@ -113,8 +114,10 @@ def turn(
     return mine, following * slot, rank, hosts
 
 
-def restarts_in_window(history: History, now: float, window: float) -> tuple[RestartRecord, ...]:
-    return tuple(r for r in history.restarts if now - r.at < window)
+def restarts_in_window(
+    history: History, now: float, window: float, ages: Optional[Ages] = None
+) -> tuple[RestartRecord, ...]:
+    return tuple(r for r in history.restarts if age(r, now, ages) < window)
 
 
 def _in_window(now: float, windows: tuple[tuple[int, int], ...]) -> bool:
@@ -169,8 +172,10 @@ def _gate_in_flight(in_flight: InFlight) -> GateReading:
     return GateReading("in-flight", True, "no agent child doing storage work, no libvirt domain job")
 
 
-def _gate_rate(history: History, config: RemediationConfig, now: float, force: bool) -> GateReading:
-    recent = restarts_in_window(history, now, config.window)
+def _gate_rate(
+    history: History, config: RemediationConfig, now: float, force: bool, ages: Optional[Ages]
+) -> GateReading:
+    recent = restarts_in_window(history, now, config.window, ages)
     if force:
         return GateReading("rate", True,
                            f"{len(recent)} restart(s) in the window; limits overridden by --force")
@@ -183,12 +188,12 @@ def _gate_rate(history: History, config: RemediationConfig, now: float, force: b
         return GateReading("rate", False, f"{len(recent)} of {config.max_restarts} restarts used "
                            f"in the last {config.window:g}s")
     if history.restarts:
-        last = max(r.at for r in history.restarts)
-        if now - last < config.cooldown:
-            return GateReading("rate", False, f"cooldown: last restart {now - last:.0f}s ago, "
+        since_last = min(age(r, now, ages) for r in history.restarts)
+        if since_last < config.cooldown:
+            return GateReading("rate", False, f"cooldown: last restart {since_last:.0f}s ago, "
                                f"cooldown {config.cooldown:g}s", kind="cooldown")
         pending = [r for r in history.restarts if r.outcome in ("requested", "verified")]
-        if pending and now - pending[-1].at < config.settle:
+        if pending and age(pending[-1], now, ages) < config.settle:
             return GateReading("rate", False, "waiting to see whether the last restart helped "
                                f"(judged {config.settle:g}s after it)")
     return GateReading("rate", True, f"{len(recent)} of {config.max_restarts} restarts used in the window")
@@ -263,11 +268,14 @@ def decide(
     force: bool = False,
     cluster_problem: str = "",
     wait_turn: bool = True,
+    ages: Optional[Ages] = None,
 ) -> Decision:
     """Every gate is read even after one refuses, so the operator sees the whole picture.
     `wait_turn` False (an operator's `restart-agent`) skips waiting for this host's
     stagger slot, not a busy peer. `wait_until` is the earliest moment a refusal by the
-    cluster or window gate could turn: no look before it can act."""
+    cluster or window gate could turn: no look before it can act. `ages` times the
+    restarts of the history in real time (guard/elapsed.py); the stagger and the
+    maintenance windows stay on the wall clock, which is what the hosts share."""
     finding, fixable = _gate_finding(findings, force, history)
     window_reading, opens_at = _gate_window(config.windows, now, force)
     cluster_reading, turn_at = _gate_cluster(
@@ -276,7 +284,7 @@ def decide(
         finding,
         _gate_mode(mode, force),
         _gate_in_flight(in_flight),
-        _gate_rate(history, config, now, force),
+        _gate_rate(history, config, now, force, ages),
         cluster_reading,
         window_reading,
     )

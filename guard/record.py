@@ -197,8 +197,10 @@ def _record_removals(work: _Work) -> None:
     for uuid in sorted((set(work.pools) | set(work.held)) - listed):
         record = work.pool(uuid)
         if record.removed_at is not None:
-            later = seen > record.removed_at and record.removed_via in FROM_LISTING
-            if later and not record.absence_confirmed:
+            # Another listing than the one that saw it go; not a later time, which a wall
+            # clock stepped back would hold off for as long as the step.
+            another = seen != record.removed_at and record.removed_via in FROM_LISTING
+            if another and not record.absence_confirmed:
                 work.pools[uuid] = replace(record, absence_confirmed=True)
             continue
         # Only primary pools are in the HA monitor: a heartbeat line rules out a secondary mount.

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -19,7 +20,9 @@ from tests.support.paths import REPO
 
 
 class RunningDaemon:
-    def __init__(self, config: Path, workdir: Path, watchdog_usec: int = 1_000_000) -> None:
+    def __init__(self, config: Path, workdir: Path, watchdog_usec: int = 1_000_000,
+                 env: Optional[Mapping[str, str]] = None) -> None:
+        """`env` is added to the daemon's environment (a preloaded library, a PATH)."""
         self.notify_path = workdir / f"notify-{time.monotonic_ns()}"
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(self.notify_path))
@@ -29,12 +32,13 @@ class RunningDaemon:
         self.log_bytes = 0
         """Everything written to stderr, as the journal would store it."""
         self.started = time.monotonic()
-        env = dict(os.environ, NOTIFY_SOCKET=str(self.notify_path), WATCHDOG_USEC=str(watchdog_usec),
-                   WATCHDOG_PID="")
-        env.pop("WATCHDOG_PID")
+        environment = dict(os.environ, **(env or {}), NOTIFY_SOCKET=str(self.notify_path),
+                           WATCHDOG_USEC=str(watchdog_usec), WATCHDOG_PID="")
+        environment.pop("WATCHDOG_PID")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "guard.cli", "run", "--config", str(config), "--log-format", "json"],
-            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=REPO, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         self._threads = [threading.Thread(target=self._read_notify, daemon=True),
                          threading.Thread(target=self._read_logs, daemon=True)]

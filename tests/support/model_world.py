@@ -16,6 +16,7 @@ from typing import Optional
 
 from guard.collect import probe_targets
 from guard.config import RemediationConfig
+from guard.elapsed import RestartClock
 from guard.evaluate import overall
 from guard.evidence import RECENT_S
 from guard.history import History, RestartRecord
@@ -78,6 +79,10 @@ class World:
     cluster: Optional[ClusterView] = None
     clock_offset: float = 0.0
     offset_at_start: dict[int, float] = field(default_factory=dict)
+    restart_clock: RestartClock = field(default_factory=RestartClock)
+    """The daemon's timing of restarts on the monotonic clock (guard/elapsed.py)."""
+    timed_restarts: list[float] = field(default_factory=list)
+    """Real times of the restarts this guard run decided, the history still holding them."""
 
     def __post_init__(self) -> None:
         self.agent_started[self.model.agent.incarnation] = self.now
@@ -153,6 +158,19 @@ class World:
         self.history = History()
         self.seen_held = set()
         self.seen_gone = {}
+        self.timed_restarts = []
+
+    def guard_restarted(self) -> None:
+        """The daemon started again: what it kept only in memory is gone, its timing of
+        the restarts with it (the history's wall times are what is left)."""
+        self.last_decision = None
+        self.last_findings = []
+        self.restart_clock = RestartClock()
+        self.timed_restarts = []
+
+    def real_time(self) -> float:
+        """What the monotonic clock reads: the wall clock without its steps."""
+        return self.now - self.clock_offset
 
     def clock_step(self, seconds: float) -> None:
         """The wall clock is set forward or back (NTP step, an operator's `date -s`)."""
@@ -234,7 +252,8 @@ class World:
         self.now += 0.5
         snap = self.snapshot()
         self._observe(snap)
-        findings, history = judge(snap, self.history, self.remediation.settle)
+        findings, history = judge(snap, self.history, self.remediation.settle,
+                                  self.restart_clock.ages(self.history, self.now, self.real_time()))
         self.history = history
         self.last_findings = findings
         self.last_decision = None
@@ -243,7 +262,8 @@ class World:
             # the same API, and a failing API refuses the cluster gate.
             problem = "HTTP 500" if self.api_failing else ""
             decision = decide(findings, self.mode, self.remediation, history, self.now, InFlight(),
-                              self.cluster, cluster_problem=problem)
+                              self.cluster, cluster_problem=problem,
+                              ages=self.restart_clock.ages(history, self.now, self.real_time()))
             self.last_decision = decision
             if decision.act:
                 self._restart(decision)
@@ -251,6 +271,8 @@ class World:
 
     def _restart(self, decision: Decision) -> None:
         old = self.incarnation()
+        self.restart_clock.started(self.now, self.real_time())
+        self.timed_restarts.append(self.real_time())
         self.history = record_restart(self.history, RestartRecord(
             at=self.now, reason="model", old_pid=old.pid, pools=decision.pools))
         self.apply("restart_agent")

@@ -115,6 +115,20 @@ def test_one_listing_that_misses_a_pool_is_reported_but_not_acted_on():
     assert record(record(run(steps)[1], back), again).pool(LIN).absence_confirmed is False
 
 
+def test_a_listing_after_the_clock_was_stepped_back_confirms_the_absence():
+    """The second listing confirms, whatever the wall clock read then: a step an hour back
+    must not hold the restart off for an hour while the stale pool fails VM stops."""
+    steps = [snap(T0 + 10, [lin_pool()]), snap(T0 + 70, [], probes=probe("refused"))]
+    _, history = run(steps)
+    assert not history.pool(LIN).absence_confirmed
+    stepped = snap(T0 + 75 - 3600, [], probes=probe("refused"))
+    history = record(history, stepped)
+    assert history.pool(LIN).absence_confirmed
+    decision = decide(evaluate(stepped, history), "remediate", RemediationConfig(), history, stepped.now,
+                      InFlight(), None)
+    assert decision.act
+
+
 def test_releases_with_a_fix_on_two_branches():
     from guard.drivers import LINSTOR_DELETE_FIX, has_release
 

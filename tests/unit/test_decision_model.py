@@ -117,10 +117,10 @@ class DecisionMachine(RuleBasedStateMachine):
     @rule()
     def guard_restarted(self):
         """The daemon restarted: what it kept only in memory is gone, the history stays.
-        Nothing the decision uses lives only in memory (the stagger's turns are on the wall
-        clock), so the next look must decide as if the guard had run all along."""
-        self.world.last_decision = None
-        self.world.last_findings = []
+        Only the timing of past restarts on the monotonic clock lives in memory alone (the
+        stagger's turns are on the wall clock); without a step in between, the next look
+        decides as if the guard had run all along."""
+        self.world.guard_restarted()
 
     @rule()
     def vm_stop(self):
@@ -148,12 +148,14 @@ class DecisionMachine(RuleBasedStateMachine):
         knowable = any(self.world.knowable(u) for u in harm_before) or (
             model.next_stop().fails and model.next_stop().pool in harm_before
             and self.world.stop_failure_logged())
+        before = list(self.world.timed_restarts)
         self.world.check()
         decision = self.world.last_decision
         if decision is not None and decision.act:
             assert self.justified_before, (
                 f"restart decided although it would not help: stale={sorted(model.stale())} "
                 f"findings={_verdict(self.world.last_findings)}")
+            self._limits_kept_in_real_time(before)
             return
         heartbeated = {u for u in model.stale() & model.agent.ha if model.pools[u].type == STORPOOL}
         if heartbeated and not self.world.api_failing:
@@ -181,6 +183,18 @@ class DecisionMachine(RuleBasedStateMachine):
                     f"no restart although it would clear {sorted(harm_before)}: "
                     f"{decision.readings if decision else 'no finding a restart fixes'}")
 
+    def _limits_kept_in_real_time(self, before):
+        """However the wall clock was stepped, a restart comes a cooldown of real time
+        after the last one this guard run made, and within the rate window of real time
+        there are no more than max_restarts."""
+        limits, now = self.world.remediation, self.world.real_time()
+        if before:
+            assert now - before[-1] >= limits.cooldown, (
+                f"restart {now - before[-1]:.0f} real seconds after the last (cooldown {limits.cooldown:g}s)")
+        in_window = [t for t in before if now - t < limits.window]
+        assert len(in_window) < limits.max_restarts, (
+            f"{len(in_window) + 1} restarts in {limits.window:g} real seconds (at most {limits.max_restarts})")
+
     @invariant()
     def same_facts_same_verdict(self):
         """Judging the same facts again, a moment later or with the server's version
@@ -202,3 +216,34 @@ TestDecisionModel.settings = settings(
     derandomize=os.environ.get("GUARD_MODEL_RANDOM") != "1", print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+
+
+def _stale_linstor(world, uuid, backend):
+    """A LINSTOR pool the agent took, deleted, its controller gone: the guard confirms
+    the absence at its second look."""
+    world.apply("create_pool", uuid, LINSTOR, backend)
+    world.check()
+    world.apply("maintenance", uuid, True)
+    world.apply("delete_pool", uuid)
+    world.apply("set_backend", backend, "down")
+    world.check()
+    world.check()
+
+
+def test_model_a_day_forward_between_two_stale_pools_keeps_the_cooldown():
+    """A restart that helped, the wall clock a day forward, a second pool stale a minute
+    later: the wall clock says a day has passed, the cooldown (120 s of real time) still
+    refuses, and lets the restart through once it has run out."""
+    world = World()
+    _stale_linstor(world, UUIDS[0], "ctl-a")
+    assert len(world.restarts) == 1
+    world.now += 70
+    world.check()
+    assert world.history.restarts[-1].outcome == "helped"
+    world.clock_step(86400.0)
+    _stale_linstor(world, UUIDS[1], "ctl-b")
+    refused = world.last_decision.refused_by
+    assert refused.gate == "rate" and refused.kind == "cooldown", world.last_decision.readings
+    world.now += 60
+    world.check()
+    assert len(world.restarts) == 2

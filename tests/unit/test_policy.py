@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from guard.config import RemediationConfig
+from guard.elapsed import RestartClock
 from guard.history import History, RestartRecord
 from guard.model import ChildProcess, Evidence, Finding, ManagementHost, Severity
 from guard.policy import (
@@ -35,8 +36,9 @@ def gates(decision):
 
 
 def run(findings=(STALE,), mode="remediate", history=EMPTY, in_flight=IDLE, cluster=None,
-        now=NOW, force=False, config=CONFIG, problem="", wait_turn=True):
-    return decide(list(findings), mode, config, history, now, in_flight, cluster, force, problem, wait_turn)
+        now=NOW, force=False, config=CONFIG, problem="", wait_turn=True, ages=None):
+    return decide(list(findings), mode, config, history, now, in_flight, cluster, force, problem, wait_turn,
+                  ages)
 
 
 def owner(ids, now, slot=30.0):
@@ -182,3 +184,73 @@ def test_a_host_alone_in_its_cluster_has_every_slot():
     alone = ClusterView("solo", (host("solo"),))
     for offset in (0.0, 14.0, 16.0, 29.9):
         assert run(cluster=alone, now=NOW - NOW % 30.0 + offset).act
+
+
+STEADY = 5000.0
+"""A monotonic clock reading: any value, only its differences count."""
+
+
+def test_the_daemon_times_a_cooldown_in_real_time_through_wall_clock_steps():
+    """A restart a minute ago, then the wall clock a day forward, then an hour back: the
+    cooldown (600 s) ends 600 real seconds after the restart, not at either step."""
+    history = History(restarts=(RestartRecord(NOW - 60, "r", 1, pools=(POOL,), outcome="helped"),))
+    clock = RestartClock()
+    looks = [(NOW, STEADY), (NOW + 86400 + 5, STEADY + 5), (NOW - 3600 + 10, STEADY + 10)]
+    for wall, steady in looks:
+        refused = run(history=history, now=wall, ages=clock.ages(history, wall, steady)).refused_by
+        assert refused.gate == "rate" and refused.kind == "cooldown"
+        assert f"last restart {steady - STEADY + 60:.0f}s ago" in refused.reading
+    assert run(history=history, now=NOW - 3600 + 541, ages=clock.ages(history, NOW - 3600 + 541, STEADY + 541)).act
+    assert run(history=history, now=NOW + 86405).act, "without the daemon's timing, the wall clock's"
+
+
+def test_a_day_forward_does_not_empty_the_rate_window():
+    history = History(restarts=(RestartRecord(NOW - 1900, "r", 1, pools=(POOL,), outcome="helped"),
+                                RestartRecord(NOW - 1200, "r", 1, pools=(POOL,), outcome="helped")))
+    clock = RestartClock()
+    assert "2 of 2 restarts used" in run(history=history, ages=clock.ages(history, NOW, STEADY)).refused_by.reading
+    later = NOW + 86400 + 30
+    refused = run(history=history, now=later, ages=clock.ages(history, later, STEADY + 30)).refused_by
+    assert refused.gate == "rate" and "2 of 2 restarts used" in refused.reading
+
+
+def test_a_restart_first_seen_ahead_of_the_wall_clock_counts_as_just_made():
+    """Recorded, then the clock stepped back before this daemon saw it: its real age is
+    unknown, and zero keeps every limit."""
+    history = History(restarts=(RestartRecord(NOW + 3000, "r", 1, pools=(POOL,), outcome="helped"),))
+    clock = RestartClock()
+    assert clock.ages(history, NOW, STEADY) == {NOW + 3000: 0.0}
+    assert clock.ages(history, NOW + 601, STEADY + 601) == {NOW + 3000: 601.0}
+    assert run(history=history, now=NOW + 601, ages=clock.ages(history, NOW + 601, STEADY + 601)).act
+
+
+def test_a_restart_the_daemon_makes_is_timed_from_when_it_is_made():
+    """A step between the restart and the next look at the saved record changes nothing,
+    and a record the history no longer keeps is forgotten."""
+    clock = RestartClock()
+    clock.started(NOW, STEADY)
+    assert clock.ages(EMPTY, NOW, STEADY + 1) == {NOW: 1.0}, "not saved yet: still timed"
+    made = History(restarts=(RestartRecord(NOW, "r", 1, pools=(POOL,), outcome="verified"),))
+    assert clock.ages(made, NOW + 86400 + 2, STEADY + 2) == {NOW: 2.0}
+    assert clock.ages(EMPTY, NOW + 86400 + 3, STEADY + 3) == {}
+
+
+def test_the_settle_of_a_verified_restart_is_timed_in_real_time():
+    """A day forward ten seconds after the restart: judged 60 real seconds after it, not
+    at once (the agent has not yet taken its pools again, and the breaker would open)."""
+    verified = History(restarts=(RestartRecord(NOW - 10, "r", 1, pools=(POOL,), outcome="verified"),))
+    clock = RestartClock()
+    clock.ages(verified, NOW, STEADY)
+    stepped = NOW + 86400
+    assert judge_last_restart(verified, [STALE], stepped, 60, clock.ages(verified, stepped, STEADY)) == verified
+    settled = judge_last_restart(verified, [], stepped + 50, 60, clock.ages(verified, stepped + 50, STEADY + 50))
+    assert settled.restarts[-1].outcome == "helped"
+
+
+def test_a_step_is_told_once_and_a_slew_never():
+    clock = RestartClock()
+    assert clock.step(NOW, STEADY) is None
+    assert clock.step(NOW + 10.5, STEADY + 10) is None
+    assert clock.step(NOW - 3600 + 20, STEADY + 20) == -3600.5
+    assert clock.step(NOW - 3600 + 30, STEADY + 30) is None
+    assert clock.step(NOW + 86400, STEADY + 40) == 86400 + 3600 - 40

@@ -81,7 +81,7 @@ class Trace:
             accepted = (int, float) if kind is float else kind
             if isinstance(value, bool) != (kind is bool) or not isinstance(value, accepted):
                 raise ValueError(f"trace state {name} is not a {kind.__name__}")
-            if kind is int and value < 0:
+            if kind is int and isinstance(value, int) and value < 0:
                 raise ValueError(f"trace state {name} is negative")
             setattr(trace, name, float(value) if isinstance(value, (int, float)) and kind is float else value)
         return trace

@@ -1,0 +1,72 @@
+"""How long ago each restart of the history was, in real time.
+
+The history keeps wall-clock times, since it must outlive the guard and the host's boot.
+A cooldown, a rate window and the settle time are spans of real time, though, and NTP or
+an operator steps the wall clock while they run. Measured on the wall clock, a step a
+day forward ends a cooldown that had minutes left and empties the rate window, and a step
+an hour back holds them an hour longer. So the daemon, which runs through such steps,
+times each restart on the monotonic clock from the moment it first sees it (or makes
+it). The one-shot commands have no earlier look to time from and use the wall clock.
+
+Pure: the caller reads both clocks and passes them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Optional
+
+from guard.history import History, RestartRecord
+
+STEP_S = 2.0
+"""NTP slews both clocks alike; only a step (or a suspend, which stops the monotonic
+clock) moves one against the other. A smaller move is not worth a journal line."""
+
+Ages = Mapping[float, float]
+"""Seconds since each restart, keyed by its `at`."""
+
+
+def age(record: RestartRecord, now: float, ages: Optional[Ages] = None) -> float:
+    """Taken from `ages` when the caller timed the restart, else from the wall clock."""
+    if ages is not None and record.at in ages:
+        return ages[record.at]
+    return now - record.at
+
+
+class RestartClock:
+    """The daemon's timing of the restarts it has seen. It lives only in memory: the
+    monotonic clock starts again at every boot, and a guard restarted after a step goes
+    back to the wall clock's measure for the restarts before it."""
+
+    def __init__(self) -> None:
+        self._first: dict[float, tuple[float, float]] = {}
+        """For each restart, the monotonic reading at the first look and its age then."""
+        self._unsaved: set[float] = set()
+        self._offset: Optional[float] = None
+
+    def started(self, at: float, steady: float) -> None:
+        """A restart this process records at wall time `at`. It is timed from now, not
+        from the first look at the saved record, since a step can come in between."""
+        self._first[at] = (steady, 0.0)
+        self._unsaved.add(at)
+
+    def ages(self, history: History, wall: float, steady: float) -> dict[float, float]:
+        """A restart first seen ahead of the wall clock (the clock was stepped back since
+        it was recorded) is taken as just made: its real age cannot be known, and zero is
+        the one that keeps every limit."""
+        timed = {}
+        for record in history.restarts:
+            timed[record.at] = self._first.get(record.at) or (steady, max(0.0, wall - record.at))
+            self._unsaved.discard(record.at)
+        timed.update({at: self._first[at] for at in self._unsaved})
+        self._first = timed
+        return {at: before + steady - seen for at, (seen, before) in timed.items()}
+
+    def step(self, wall: float, steady: float) -> Optional[float]:
+        """How far the wall clock moved against the monotonic one since the last call,
+        when it was stepped; None when it was not."""
+        offset = wall - steady
+        previous, self._offset = self._offset, offset
+        if previous is None or abs(offset - previous) <= STEP_S:
+            return None
+        return offset - previous
