@@ -61,11 +61,18 @@ class PeerProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def pause(self) -> None:
+    def pause(self, timeout: float = 2.0) -> None:
         """SIGSTOP the whole process group: connects still succeed (the kernel accepts
-        them), nothing answers."""
+        them), nothing answers. Returns once every thread is stopped: the stop reaches
+        each thread on its own, and a thread still running when a probe connects (a
+        loaded machine, seen 1 run in 5 with glusterd) answers it."""
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while not _all_stopped(self.proc.pid):
+            if time.monotonic() > deadline:
+                raise PeerError(f"{self.name} did not stop within {timeout:g}s of SIGSTOP")
+            time.sleep(0.005)
 
     def resume(self) -> None:
         assert self.proc is not None
@@ -85,3 +92,16 @@ class PeerProcess:
             except ProcessLookupError:
                 pass
         self.proc = None
+
+
+def _all_stopped(pid: int) -> bool:
+    """Every thread of the process in the stopped state (T) in /proc/PID/task/*/stat."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        states = []
+        for task in tasks:
+            with open(f"/proc/{pid}/task/{task}/stat", encoding="ascii", errors="replace") as stat:
+                states.append(stat.read().rpartition(")")[2].split()[0])
+    except (OSError, IndexError):
+        return False
+    return all(state in ("T", "t") for state in states)
