@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import sys
 import time
 import traceback
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from guard import __version__
-from guard import store as history_store
 from guard.analyze import Analysis
-from guard.checking import check_once
-from guard.config import Config, ConfigError, load_config
 from guard.evaluate import overall
-from guard.history import History
 from guard.logsetup import FORMATS
 from guard.model import Severity
-from guard.probing import POOL_ID_RE, Planned, Unusable, plan, probe_planned, supported_schemes
 from guard.report import (
     SERVICE,
     analyze_json,
@@ -33,6 +27,17 @@ from guard.report import (
     text,
 )
 from guard.sources.agentlog import iter_events, ordered, parse_lines
+
+if TYPE_CHECKING:
+    from guard.config import Config
+
+# Each command imports what only it needs in its own body: `check`, run every minute,
+# and `analyze`, run on gigabytes, must not pay for the others' (asyncio and every
+# backend for probe, structlog for run, systemd gates for restart-agent).
+
+PROBE_SCHEMES = "http://, https://, nfs://, rbd://, iscsi://, gluster://, storpool://, powerflex://"
+"""The URL schemes `probe` takes, for its help: written out so the parser is built without
+importing every backend (tests/unit/test_cli.py holds it to the backends' own list)."""
 
 EPILOG_CHECK = """examples:
   cloudstack-guard check                  Nagios/Icinga plugin: one status line, exit 0-3
@@ -80,10 +85,15 @@ def _emit(doc: dict) -> None:
 
 
 def _load(args: argparse.Namespace) -> Config:
+    from guard.config import load_config
+
     return load_config(args.config)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from guard.checking import check_once
+    from guard.config import ConfigError
+
     started = time.monotonic()
     try:
         config = _load(args)
@@ -125,6 +135,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from guard import store as history_store
+    from guard.config import ConfigError
+    from guard.history import History
+    from guard.probing import POOL_ID_RE, Planned, Unusable, plan, probe_planned
+
     try:
         config = _load(args)
     except ConfigError as exc:
@@ -154,6 +171,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """ExecReload runs this before it signals the daemon, so `systemctl reload` with a
     broken config fails where the operator typed it, instead of returning 0 while only
     the journal says the reload was refused."""
+    from guard.config import ConfigError
+
     try:
         config = _load(args)
     except ConfigError as exc:
@@ -181,8 +200,13 @@ def _print_decision(decision: Any, unit: str) -> None:
 
 
 def cmd_restart_agent(args: argparse.Namespace) -> int:
-    # What only a restart needs is imported here: `check`, run every minute, pays for none of it.
+    import asyncio
+
+    from guard import store as history_store
+    from guard.checking import check_once
+    from guard.config import ConfigError
     from guard.gates import read_gates
+    from guard.history import History
     from guard.policy import decide, unconfirmed
     from guard.record import close_breaker
     from guard.remediate import carry_out
@@ -257,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe", help="probe storage backends and classify their answers",
                            epilog=EPILOG_PROBE, formatter_class=fmt)
     probe.add_argument("targets", nargs="+", metavar="TARGET",
-                       help="a primary-storage URL (" + supported_schemes() + ") or the id of a "
+                       help="a primary-storage URL (" + PROBE_SCHEMES + ") or the id of a "
                        "pool the guard has seen; several are probed at once")
     probe.add_argument("--timeout", type=float, metavar="S",
                        help="deadline for all of them together (default: [probes] timeout)")

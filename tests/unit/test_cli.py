@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from guard import cli
 from guard.cli import build_parser
 from guard.kinds import FINDING_KINDS
 from tests.support.paths import REPO
@@ -57,3 +58,21 @@ def test_every_kind_of_finding_the_code_can_emit_is_in_the_manual():
         emitted |= set(re.findall(r'Finding\(\s*(?:kind=)?"([a-z-]+)"', text))
         emitted |= set(re.findall(r'\(\("(stop-failure)", ', text))
     assert emitted == set(FINDING_KINDS), emitted ^ set(FINDING_KINDS)
+
+
+def test_the_probe_help_names_every_scheme_a_backend_takes():
+    from guard.probing import supported_schemes
+
+    assert supported_schemes() == cli.PROBE_SCHEMES
+
+
+def test_the_cli_loads_no_command_s_heavy_stack_before_it_is_asked_for():
+    """`analyze` on gigabytes and `check` every minute pay only for what they use: the
+    parser alone loads no asyncio (probes), psutil and http.client (check's sources),
+    libvirt or structlog (the daemon)."""
+    heavy = ("asyncio", "psutil", "libvirt", "structlog", "http.client", "tomllib")
+    code = ("import sys, guard.cli; guard.cli.build_parser(); "
+            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            check=True, cwd=REPO).stdout.strip()
+    assert loaded == ""
