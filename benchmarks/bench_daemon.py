@@ -82,8 +82,9 @@ PHASE_SEED = 3
 PRODUCTION = {"probes": "30s", "poll": "60s", "watchdog_usec": 60_000_000}
 TEST = {"probes": "1s", "poll": "1s", "watchdog_usec": 1_000_000}
 # What guard.cli run imports, for the RSS floor.
-IMPORT_FLOOR = ("import asyncio, libvirt, libvirtaio, psutil, structlog, cs; import guard.cli, guard.daemon, "
-                "guard.remediate, guard.backends.linstor; import time; print('ready', flush=True); "
+IMPORT_FLOOR = ("import asyncio, libvirt, libvirtaio, psutil, structlog; import guard.cli, guard.daemon, "
+                "guard.remediate, guard.backends.linstor, guard.sources.management; import time; "
+                "print('ready', flush=True); "
                 "time.sleep(30)")
 
 # The agent's stop-failure record (tests/support/agent_lines.py LINSTOR_STOP_FAILURE)
