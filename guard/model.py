@@ -157,7 +157,8 @@ class LogCursor:
     since: float
     """Events from this time on are kept: a reader that needs older ones reads again."""
     incarnation: str = ""
-    saved_at: float = 0.0
+    """The agent the events were kept for, for whoever reads the history; a reader goes
+    by `since`, which moves with the agent's start."""
     events: tuple[LogEvent, ...] = ()
 
 

@@ -65,7 +65,7 @@ def _valid_history() -> dict:
         "breaker_reason": "two restarts failed",
         "log_cursor": {"path": "/var/log/cloudstack/agent/agent.log", "device": 2049, "inode": 77,
                        "offset": 4096, "line": 30, "head": "ab" * 32, "scanner": "{}", "since": 98.0,
-                       "incarnation": "42@100", "saved_at": 400.0,
+                       "incarnation": "42@100",
                        "events": [{"kind": "pool-add", "ts": 101.5, "file": "agent.log", "line": 12,
                                    "pool_uuid": UUID_A, "pid": None}]},
     }

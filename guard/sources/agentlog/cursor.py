@@ -18,9 +18,7 @@ learned is dropped rather than counted twice.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
 import math
 import os
@@ -31,7 +29,7 @@ from typing import Any, NamedTuple, Optional
 
 from guard.model import LogCursor, LogEvent, SourceStatus
 
-from .reading import GZIP_MAGIC, READ_ERRORS, Lines, ReadReport, log_status, read_on
+from .reading import READ_ERRORS, Lines, LogFile, ReadReport, log_status, open_log, read_on
 from .rotation import log_set
 from .scanner import Scanner
 from .stamps import when
@@ -80,53 +78,17 @@ def place(path: str, identity: tuple[int, int], offset: int, line: int, head: by
     the events it holds only when it saves (`with_events`)."""
     return LogCursor(path=path, device=identity[0], inode=identity[1], offset=offset, line=line,
                      head=digest(head[:HEAD_BYTES]), scanner=json.dumps(scanner, separators=(",", ":")),
-                     since=since, incarnation=incarnation, saved_at=time.time())
+                     since=since, incarnation=incarnation)
 
 
 def with_events(cursor: LogCursor, events: Sequence[LogEvent], since: float) -> LogCursor:
     return replace(cursor, since=since, events=kept(events, since))
 
 
-class _Open:
-    """A log file opened for reading, decompressed when it is gzip (told by its magic)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.raw = open(name, "rb")  # noqa: SIM115 - closed by close()
-        try:
-            self.gzipped = self.raw.peek(2)[:2] == GZIP_MAGIC
-        except READ_ERRORS:
-            self.raw.close()
-            raise
-        self.stream: io.BufferedIOBase = (
-            gzip.GzipFile(fileobj=self.raw, mode="rb") if self.gzipped else self.raw)
-
-    def head(self, size: int) -> bytes:
-        """The first bytes, decompressed; called once the file has been read."""
-        if not self.gzipped:
-            return os.pread(self.raw.fileno(), size, 0)
-        self.raw.seek(0)
-        with gzip.GzipFile(fileobj=self.raw, mode="rb") as again:
-            return again.read(size)
-
-    def close(self) -> None:
-        self.stream.close()
-        self.raw.close()
-
-
-def _open(name: str, report: Optional[ReadReport] = None) -> Optional[_Open]:
-    try:
-        return _Open(name)
-    except READ_ERRORS as exc:
-        if report is not None:
-            report.problems.append(f"{name}: cannot open ({getattr(exc, 'strerror', None) or exc})")
-        return None
-
-
-def _at_cursor(name: str, cursor: LogCursor) -> Optional[_Open]:
+def _at_cursor(name: str, cursor: LogCursor) -> Optional[LogFile]:
     """The file positioned at the cursor's offset, if it is the file the cursor was made
     in: it starts with the same bytes and is at least that long."""
-    opened = _open(name)
+    opened = open_log(name)
     if opened is None:
         return None
     try:
@@ -141,7 +103,7 @@ def _at_cursor(name: str, cursor: LogCursor) -> Optional[_Open]:
     return None
 
 
-def _locate(cursor: LogCursor, files: list[str]) -> tuple[int, Optional[_Open]]:
+def _locate(cursor: LogCursor, files: list[str]) -> tuple[int, Optional[LogFile]]:
     """The file the cursor's place is in: the same inode first (renamed, or the file
     itself), else the same first bytes (gzipped, or a copytruncate's copy), newest
     first."""
@@ -191,7 +153,7 @@ class _Reading:
         self.place: Optional[LogCursor] = None
         self.failed = False
 
-    def take(self, opened: _Open, scanner: Scanner, line: int = 0, offset: int = 0) -> None:
+    def take(self, opened: LogFile, scanner: Scanner, line: int = 0, offset: int = 0) -> None:
         self.report.files.append(opened.name)
         read = read_on(opened.stream, Lines(opened.stream, self.report, opened.name, line, offset), scanner)
         self.failed = self.failed or read.lines.failed
@@ -205,13 +167,14 @@ class _Reading:
                            opened.head(min(read.lines.offset, HEAD_BYTES)), read.scanner,
                            self.since, self.incarnation)
 
-    def whole(self, name: str) -> None:
-        opened = _open(name, self.report)
-        if opened is not None:
-            try:
-                self.take(opened, Scanner(name, self.now))
-            finally:
-                opened.close()
+    def whole(self, names: list[str]) -> None:
+        for name in names:
+            opened = open_log(name, self.report)
+            if opened is not None:
+                try:
+                    self.take(opened, Scanner(name, self.now))
+                finally:
+                    opened.close()
 
     def result(self) -> LogRead:
         events = self.final + self.tail
@@ -238,18 +201,14 @@ def read_log(path: str, since: float, cursor: Optional[LogCursor] = None, incarn
             return found
         reason = "the last read's place is in no file of the rotated set"
     reading = _Reading(path, since, incarnation)
-    skipped = [name for name in log_set(path) if name != path and _mtime(name) < since]
-    _read_whole_from(reading, [n for n in log_set(path) if n not in skipped])
+    files = log_set(path)
+    skipped = [name for name in files if name != path and _mtime(name) < since]
+    reading.whole([name for name in files if name not in skipped])
     if skipped:
         reading.parts.append(f"skipped {len(skipped)} rotated file(s) last written before {when(since)}")
     if cursor is not None:
         reading.parts.append(f"read from the agent's start: {reason}")
     return reading.result()
-
-
-def _read_whole_from(reading: _Reading, files: list[str]) -> None:
-    for name in files:
-        reading.whole(name)
 
 
 def _read_on(path: str, since: float, cursor: LogCursor, incarnation: str) -> Optional[LogRead]:
@@ -259,7 +218,7 @@ def _read_on(path: str, since: float, cursor: LogCursor, incarnation: str) -> Op
         # A place at the start of an empty file names no bytes to find it by: no file
         # had any when it was made, so every file there is now is new.
         reading.final.extend(kept(cursor.events, since))
-        _read_whole_from(reading, files)
+        reading.whole(files)
         reading.parts.append("read on from the start")
         return reading.result()
     index, opened = _locate(cursor, files)
@@ -277,7 +236,7 @@ def _read_on(path: str, since: float, cursor: LogCursor, incarnation: str) -> Op
         reading.take(opened, scanner, cursor.line, cursor.offset)
     finally:
         opened.close()
-    _read_whole_from(reading, files[index + 1:])
+    reading.whole(files[index + 1:])
     if where == path:
         reading.parts.append(f"read on from line {cursor.line + 1}")
     else:

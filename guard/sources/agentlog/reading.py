@@ -44,31 +44,54 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _open(path: str, report: ReadReport) -> Optional[io.BufferedReader]:
+class LogFile:
+    """A log file opened for reading, decompressed when it is gzip (told by its magic
+    bytes): what every reader of a rotated set opens files with."""
+
+    def __init__(self, name: str, raw: io.BufferedReader, gzipped: bool) -> None:
+        self.name, self.raw, self.gzipped = name, raw, gzipped
+        self.stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+
+    def head(self, size: int) -> bytes:
+        """The first bytes, decompressed; called once the file has been read."""
+        if not self.gzipped:
+            return os.pread(self.raw.fileno(), size, 0)
+        self.raw.seek(0)
+        with gzip.GzipFile(fileobj=self.raw, mode="rb") as again:
+            return again.read(size)
+
+    def close(self) -> None:
+        self.stream.close()
+        self.raw.close()
+
+
+def open_log(path: str, report: Optional[ReadReport] = None) -> Optional[LogFile]:
+    """None when it cannot be opened or its first bytes read (said in `report`)."""
     try:
-        return open(path, "rb")
+        raw = open(path, "rb")  # noqa: SIM115 - LogFile.close closes it
     except OSError as exc:
-        report.problems.append(f"{path}: cannot open ({_reason(exc)})")
+        if report is not None:
+            report.problems.append(f"{path}: cannot open ({_reason(exc)})")
         return None
-
-
-def iter_file(path: str, report: ReadReport, now: float) -> Iterator[LogEvent]:
-    raw = _open(path, report)
-    if raw is None:
-        return
-    with raw:
-        try:
-            magic = raw.peek(2)[:2]
-        except READ_ERRORS as exc:
+    try:
+        magic = raw.peek(2)[:2]
+    except READ_ERRORS as exc:
+        raw.close()
+        if report is not None:
             report.problems.append(f"{path}: cannot read ({_reason(exc)})")
-            return
+        return None
+    return LogFile(path, raw, magic == GZIP_MAGIC)
+
+
+def _iter_file(path: str, report: ReadReport, now: float) -> Iterator[LogEvent]:
+    opened = open_log(path, report)
+    if opened is None:
+        return
+    try:
         report.files.append(path)
-        scanner = Scanner(path, now)
-        if magic != GZIP_MAGIC:
-            yield from scanner.run(_numbered(raw, report, path))
-            return
-        with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
-            yield from scanner.run(_numbered(unzipped, report, path))
+        yield from Scanner(path, now).run(_numbered(opened.stream, report, path))
+    finally:
+        opened.close()
 
 
 def _chunks(stream: io.BufferedIOBase, report: ReadReport, name: str) -> Iterator[list[str]]:
@@ -132,7 +155,7 @@ def iter_events(paths: Iterable[str], problems: Optional[list[str]] = None, *,
     report = ReadReport(problems)
     when = time.time() if now is None else now
     for path in paths:
-        yield from iter_file(path, report, when)
+        yield from _iter_file(path, report, when)
 
 
 def parse_lines(lines: Iterable[str], file: str = "", *,
