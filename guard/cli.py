@@ -8,7 +8,7 @@ import json
 import sys
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from guard import __version__
 from guard.analyze import Analysis
@@ -30,6 +30,7 @@ from guard.sources.agentlog import iter_events, ordered, parse_lines
 
 if TYPE_CHECKING:
     from guard.config import Config
+    from guard.policy import Decision
 
 # Each command imports what only it needs in its own body: `check`, run every minute,
 # and `analyze`, run on gigabytes, must not pay for the others' (asyncio and every
@@ -189,7 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return daemon.run(args.config, args.log_format)
 
 
-def _print_decision(decision: Any, unit: str) -> None:
+def _print_decision(decision: Decision, unit: str) -> None:
     for reading in decision.readings:
         mark = "pass  " if reading.passed else "REFUSE"
         print(f"  [{mark}] {reading.gate:<9} {reading.reading}")

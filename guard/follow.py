@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import BinaryIO, NamedTuple, Optional
 
+from guard.sources.agentlog.cursor import HEAD_BYTES as CURSOR_HEAD_BYTES
 from guard.sources.agentlog.reading import not_found
 from guard.sources.agentlog.rotation import copytruncate_copy
 
@@ -23,7 +24,8 @@ READ_CHUNK = 1024 * 1024
 MAX_PER_POLL = 8 * READ_CHUNK
 """A huge log (read from its start when the guard starts) is caught up in slices, so one
 poll never holds megabytes of lines at once; the rest comes on the next polls."""
-HEAD_BYTES = 4096
+HEAD_BYTES = 256
+"""What tells a truncation followed by new writes past our offset."""
 
 
 class Place(NamedTuple):
@@ -36,13 +38,14 @@ class Place(NamedTuple):
 
 
 def _place(identity: tuple[int, int], handle: BinaryIO, offset: int) -> Place:
-    return Place(identity, offset, os.pread(handle.fileno(), min(offset, HEAD_BYTES), 0))
+    return Place(identity, offset, os.pread(handle.fileno(), min(offset, CURSOR_HEAD_BYTES), 0))
 
 
 class Follower:
-    def __init__(self, path: str, from_start: bool = True, at: Optional[Place] = None) -> None:
-        """`at`: go on from there when the file there is still the one at `path` (the
-        place a LogCursor names); from the start otherwise."""
+    def __init__(self, path: str, from_start: bool = True,
+                 at: Optional[tuple[tuple[int, int], int]] = None) -> None:
+        """`at`: (device and inode, offset) to go on from when that file is still the
+        one at `path` (the place a LogCursor names); from the start otherwise."""
         self.path = path
         self._handle: Optional[BinaryIO] = None
         self._identity: Optional[tuple[int, int]] = None
@@ -56,8 +59,8 @@ class Follower:
         self.left: Optional[Place] = None
         """The file the last rotation left behind (or copytruncate's copy), read to its end."""
         self._open()
-        if at is not None and self._handle is not None and at.identity == self._identity:
-            self._handle.seek(at.offset)
+        if at is not None and self._handle is not None and at[0] == self._identity:
+            self._handle.seek(at[1])
 
     @property
     def offset(self) -> int:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Optional
 
 from guard.collect import LOG_LOOKBACK_WITHOUT_AGENT_S
-from guard.follow import Follower, Place
+from guard.follow import Follower
 from guard.inotify import DirWatch, open_watch
 from guard.model import CLOCK_SLACK_S, AgentProcess, LogCursor, LogEvent, SourceStatus
 from guard.record import HOLD_KINDS
@@ -172,12 +172,13 @@ def _going_on(path: str, caught: LogRead) -> tuple[Follower, IncrementalParser, 
     cursor = caught.cursor
     if cursor is None:
         return Follower(path), IncrementalParser(path), False
-    at = Place((cursor.device, cursor.inode), cursor.offset, b"")
-    follower = Follower(path, at=at)
+    identity = (cursor.device, cursor.inode)
+    follower = Follower(path, at=(identity, cursor.offset))
     here = follower.place()
-    if here is not None and (here.identity, here.offset) == (at.identity, at.offset):
-        with contextlib.suppress(ValueError):
-            return follower, IncrementalParser.resumed(path, json.loads(cursor.scanner), cursor.line), True
+    if here is None or here.identity != identity:
+        return follower, IncrementalParser(path), False  # another file now: from its start
+    with contextlib.suppress(ValueError):
+        return follower, IncrementalParser.resumed(path, json.loads(cursor.scanner), cursor.line), True
     follower.close()
     return Follower(path), IncrementalParser(path), False
 

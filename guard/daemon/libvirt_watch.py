@@ -153,15 +153,15 @@ async def _session(rt: Runtime, state: State, libvirt: Any, conn: Any, link: Lib
 
 
 def _pool_event(rt: Runtime, state: State, libvirt: Any, handle: Any, event: int) -> None:
-    rt.emit("libvirt-pool-event", pool=handle.name(), lifecycle=event, level="debug")
-    rt.own(refresh_pool(rt, state, libvirt, handle))
+    name = handle.name()
+    rt.emit("libvirt-pool-event", pool=name, lifecycle=event, level="debug")
+    rt.own(refresh_pool(rt, state, libvirt, handle, name))
 
 
-async def refresh_pool(rt: Runtime, state: State, libvirt: Any, handle: Any) -> None:
+async def refresh_pool(rt: Runtime, state: State, libvirt: Any, handle: Any, name: str) -> None:
     """The pool an event names, read again through the watch's own connection: on a
     host with dozens of pools, listing them all on every event was most of an event's
     way to a finding. One at a time and in the events' order, so the last read wins."""
-    name = handle.name()
     async with state.pool_reads:
         try:
             found = await rt.in_thread(pool_of, handle)
