@@ -72,7 +72,7 @@ for _path in (ROOT, HERE):
 
 from bench_check import compiled_env, percentile  # noqa: E402
 
-from guard.backends import BACKENDS, probe_bounded  # noqa: E402
+from guard.backends import backend_named, probe_bounded  # noqa: E402
 from guard.config import load_config  # noqa: E402
 from tests.support.emulators.linstor import LinstorEmulator  # noqa: E402
 from tests.support.emulators.powerflex import PowerFlexGatewayEmulator  # noqa: E402
@@ -439,7 +439,8 @@ def per_type(peers: Peers, config_path: Path, iqns: list[str], counts: dict[str,
         if not counts.get(kind):
             continue
         url = peers.healthy_url(kind, 0, iqns)
-        backend = BACKENDS[kind]
+        backend = backend_named(kind)
+        assert backend is not None, kind
         asyncio.run(probe_bounded(backend, url, config, TIMEOUT_S))  # warm-up
         latencies, walls, statuses = [], [], {}
         cpu, thread, children = time.process_time(), time.thread_time(), _children_cpu()

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Union
 
-from guard.backends import BACKENDS, Backend, backend_for_url, backend_named, probe_bounded
+from guard.backends import Backend, all_backends, backend_for_url, backend_named, probe_bounded
 from guard.config import Config
 from guard.drivers import driver_for
 from guard.history import History
@@ -46,7 +46,7 @@ def shown_by(backend: Backend, url: str) -> str:
 
 
 def supported_schemes() -> str:
-    return ", ".join(f"{s}://" for b in BACKENDS.values() for s in b.schemes)
+    return ", ".join(f"{s}://" for b in all_backends() for s in b.schemes)
 
 
 def plan(target: str, history: History) -> Union[Planned, Unusable]:

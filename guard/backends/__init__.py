@@ -1,29 +1,42 @@
 """Storage backends behind one interface (base.py), a module each, and the one table
 that maps a backend's name to it. guard/drivers.py names the backend of each pool type;
 `check`, the daemon, `probe` and the metrics reach every backend through this table, so
-adding one means one module and one row here."""
+adding one means one module and one row here.
+
+A backend's module is imported the first time a pool or URL needs it: a host with one
+LINSTOR pool should not pay, on every `check`, for six wire protocols it never speaks
+(their imports and dataclasses were a tenth of a check's wall time).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from dataclasses import replace
 from typing import Optional
 from urllib.parse import urlsplit
 
-from guard.backends import gluster, iscsi, linstor, nfs, powerflex, rbd, storpool
 from guard.backends.base import Backend, Endpoint, ProbeTarget
 from guard.config import Config
 from guard.model import ProbeResult
 from guard.urls import without_userinfo
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    linstor.BACKEND, nfs.BACKEND, rbd.BACKEND, iscsi.BACKEND, gluster.BACKEND, storpool.BACKEND,
-    powerflex.BACKEND)}
+NAMES = ("linstor", "nfs", "rbd", "iscsi", "gluster", "storpool", "powerflex")
+"""Each is the name of its module here and of the Backend that module's BACKEND is."""
 
 
 def backend_named(name: Optional[str]) -> Optional[Backend]:
-    return BACKENDS.get(name) if name else None
+    if name not in NAMES:
+        return None
+    backend: Backend = importlib.import_module(f"{__name__}.{name}").BACKEND
+    return backend
+
+
+def all_backends() -> list[Backend]:
+    """Every backend, for what has to ask each of them (a URL's scheme, the schemes
+    `probe` takes)."""
+    return [b for b in map(backend_named, NAMES) if b is not None]
 
 
 def backend_for_url(url: str) -> Optional[Backend]:
@@ -32,12 +45,13 @@ def backend_for_url(url: str) -> Optional[Backend]:
     first = url.split(",", 1)[0].strip()
     # A backend whose URLs have no scheme:// of their own says which are its (StorPool's
     # `storpool:` and CloudStack's SP_API_HTTP=...;SP_AUTH_TOKEN=...).
-    for backend in BACKENDS.values():
+    backends = all_backends()
+    for backend in backends:
         claims = getattr(backend, "claims", None)
         if claims is not None and claims(first):
             return backend
     scheme = urlsplit(first).scheme.lower() if "://" in first else "http"
-    return next((b for b in BACKENDS.values() if scheme in b.schemes), None)
+    return next((b for b in backends if scheme in b.schemes), None)
 
 
 GRACE_S = 0.2
@@ -70,10 +84,11 @@ async def probe_all(targets: list[ProbeTarget], config: Config) -> dict[tuple[st
     delays no other, and each probe has the configured deadline. Each result names where
     its endpoint came from."""
     sources = {(t.backend, t.endpoint): t.source for t in targets}
-    unique = sorted(k for k in sources if k[0] in BACKENDS)
-    results = await asyncio.gather(*(probe_bounded(BACKENDS[name], endpoint, config,
+    backends = {key: found for key in sources if (found := backend_named(key[0])) is not None}
+    unique = sorted(backends)
+    results = await asyncio.gather(*(probe_bounded(backends[key], key[1], config,
                                                    config.probes.timeout)
-                                     for name, endpoint in unique))
+                                     for key in unique))
     return {key: replace(result, source=sources[key]) for key, result in zip(unique, results)}
 
 
@@ -82,5 +97,5 @@ def probe_all_now(targets: list[ProbeTarget], config: Config) -> dict[tuple[str,
     return asyncio.run(probe_all(targets, config)) if targets else {}
 
 
-__all__ = ["BACKENDS", "Backend", "Endpoint", "ProbeTarget", "backend_for_url", "backend_named",
-           "probe_all", "probe_all_now", "probe_bounded"]
+__all__ = ["NAMES", "Backend", "Endpoint", "ProbeTarget", "all_backends", "backend_for_url",
+           "backend_named", "probe_all", "probe_all_now", "probe_bounded"]
