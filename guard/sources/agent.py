@@ -21,6 +21,7 @@ from guard.deadline import run_bounded
 from guard.hostname import for_lookup
 from guard.model import UNIT_NOT_FOUND, AgentProcess, ChildProcess, Incarnation, SourceStatus
 from guard.sources.agentconf import AgentProperties
+from guard.sources.sockdiag import Remote, established
 
 MAIN_CLASS = "com.cloud.agent.AgentShell"
 RESOLVE_TIMEOUT_S = 1.0
@@ -86,11 +87,17 @@ def _normal(ip: str) -> str:
     return str(address)
 
 
-def _connection(tree: list[psutil.Process], props: Optional[AgentProperties]) -> tuple[Optional[bool], str]:
-    port = props.port if props else 8250
-    wanted = _addresses(props.hosts) if props else set()
-    established = []
-    hidden = False
+def _established(tree: list[psutil.Process]) -> tuple[list[Remote], bool]:
+    """The remote ends of the tree's established TCP connections, and whether some of
+    its sockets could not be seen. sock_diag first (guard/sources/sockdiag.py says why),
+    psutil's reading of /proc/net where netlink is not allowed."""
+    try:
+        found = established(p.pid for p in tree)
+    except PermissionError:
+        return [], True
+    if found is not None:
+        return found, False
+    remotes, hidden = [], False
     for proc in tree:
         try:
             conns = (proc.net_connections(kind="tcp") if hasattr(proc, "net_connections")
@@ -100,11 +107,18 @@ def _connection(tree: list[psutil.Process], props: Optional[AgentProperties]) ->
         except psutil.AccessDenied:
             hidden = True
             continue
-        established += [c for c in conns if c.status == psutil.CONN_ESTABLISHED and c.raddr]
-    for conn in established:
-        ip = _normal(conn.raddr.ip)
-        if conn.raddr.port == port and (not wanted or ip in wanted):
-            return True, f"connected to management server {ip}:{port}"
+        remotes += [Remote(_normal(c.raddr.ip), c.raddr.port) for c in conns
+                    if c.status == psutil.CONN_ESTABLISHED and c.raddr]
+    return remotes, hidden
+
+
+def _connection(tree: list[psutil.Process], props: Optional[AgentProperties]) -> tuple[Optional[bool], str]:
+    port = props.port if props else 8250
+    wanted = _addresses(props.hosts) if props else set()
+    established_to, hidden = _established(tree)
+    for remote in established_to:
+        if remote.port == port and (not wanted or remote.ip in wanted):
+            return True, f"connected to management server {remote.ip}:{port}"
     if hidden:
         return None, "cannot see the agent's sockets (run the guard as root)"
     if props is None:
