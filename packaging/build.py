@@ -33,11 +33,9 @@ MAINTAINER = "cloudstack-guard maintainers <cloudstack-guard@example.org>"
 
 LAUNCHER = """#!/usr/bin/python3
 # cloudstack-guard: runs the guard package installed for the system python3.
-import sys
+from guard.cli import entry
 
-from guard.cli import main
-
-sys.exit(main())
+entry()
 """
 
 def project_version() -> str:

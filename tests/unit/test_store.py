@@ -4,6 +4,8 @@ unreadable file moved aside instead of trusted or fatal."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -140,3 +142,29 @@ def test_history_of_unreadable_bytes_is_moved_aside(tmp_path, content):
     loaded, status = store.load(str(tmp_path))
     assert loaded == History() and status.ok and "corrupt" in status.detail
     assert len(list(tmp_path.glob("history.json.corrupt-*"))) == 1
+
+
+def test_atomic_write_skips_a_leftover_temp_name_and_leaves_none(tmp_path):
+    """A crashed writer's temp file, under the name this pid would take, is neither opened
+    nor overwritten; the written file is private and no temp file stays behind."""
+    from guard.atomic import write_atomic
+
+    target = tmp_path / "metrics.prom"
+    leftover = tmp_path / f".metrics.prom.{os.getpid()}.0.tmp"
+    leftover.write_text("a crashed writer's half file")
+    write_atomic(str(target), "guard_up 1\n", mode=0o644)
+    assert target.read_text() == "guard_up 1\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert leftover.read_text() == "a crashed writer's half file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [leftover.name, "metrics.prom"]
+
+
+def test_atomic_write_that_fails_leaves_the_old_file_and_no_temp(tmp_path):
+    from guard.atomic import write_atomic
+
+    target = tmp_path / "history.json"
+    target.write_text("old")
+    with pytest.raises(TypeError):
+        write_atomic(str(target), 12345)  # type: ignore[arg-type]
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["history.json"]
