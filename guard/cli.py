@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import gc
 import json
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Optional
@@ -318,9 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `analyze ... | head`: the reader has what it wanted. Quiet, as Unix tools are,
+        # and stdout pointed at /dev/null so the interpreter's final flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except Exception as exc:  # noqa: BLE001 - a plugin must answer UNKNOWN, not crash
         import traceback
 

@@ -76,3 +76,21 @@ def test_the_cli_loads_no_command_s_heavy_stack_before_it_is_asked_for():
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                             check=True, cwd=REPO).stdout.strip()
     assert loaded == ""
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path):
+    """`cloudstack-guard analyze agent.log | head`: once the reader has gone, the command
+    ends with 141 (as a process killed by SIGPIPE reports itself) and no traceback."""
+    log = tmp_path / "agent.log"
+    log.write_text("".join(
+        f"2026-01-0{1 + i % 9} 10:00:00,000 INFO  [cloud.agent.Agent] (main:null) (logid:{i:08x}) "
+        "Agent started\n" for i in range(200)))
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = subprocess.run([sys.executable, "-m", "guard.cli", "analyze", "--json", str(log)],
+                              stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60, cwd=REPO)
+    finally:
+        os.close(writer)
+    assert done.stderr == ""
+    assert done.returncode == 141
