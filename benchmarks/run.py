@@ -64,6 +64,8 @@ def check_rows(r: dict[str, Any]) -> list[Row]:
         (f"check wall, median of {r['runs']}", _ms(r["wall_median_s"]), f"< {r['target_s']:g} s",
          _verdict(r["target_met"])),
         ("check wall, p90", _ms(r["wall_p90_s"]), "", ""),
+        ("check / import libvirt+psutil, median of pairs", f"{r['floor_ratio']:.2f}",
+         f"<= {r['floor_ratio_goal']:g}", _verdict(r["floor_ratio_met"])),
         ("check_time in-process, median", _ms(r["check_time_median_s"]), "", ""),
         ("python -c 'import guard.cli'", f"{_ms(r['import_median_s'])} ({r['import_share']:.0%} of wall)",
          "", ""),
