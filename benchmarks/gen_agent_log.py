@@ -4,9 +4,12 @@ The mix imitates a busy KVM host at DEBUG level: mostly libvirt-connection, comm
 ping chatter (some with kilobyte-long JSON), script runs and WARN noise that match
 nothing, multi-line libvirt XML ended by a blank line, a few stack traces (one of them the
 LINSTOR stop failure), pool lifecycle lines and the odd agent restart. Every value is
-invented; the line shapes follow the agent's log4j layout.
+invented; the line shapes follow the agent's log4j layout. `--pool-share 0.4` makes
+about four lines in ten the pool lookups LibvirtStorageAdaptor logs on every use of a
+pool ("Trying to fetch storage pool ... from libvirt", "Successfully refreshed pool
+..."), as on a busy host with many volumes.
 
-    python benchmarks/gen_agent_log.py /tmp/agent.log --size 50M
+    python benchmarks/gen_agent_log.py /tmp/agent.log --size 50M [--pool-share 0.4]
 """
 
 from __future__ import annotations
@@ -100,8 +103,10 @@ DOMAIN_XML = """<domain type='kvm'>
 
 
 class Writer:
-    def __init__(self, out, seed: int) -> None:
+    def __init__(self, out, seed: int, pool_share: float = 0.0) -> None:
         self.out = out
+        self.pool_share = pool_share
+        self.lines = self.pool_lines = 0
         self.rnd = random.Random(seed)
         self.t = time.mktime((2025, 3, 1, 0, 0, 0, 0, 0, -1))
         self.written = 0
@@ -116,6 +121,7 @@ class Writer:
     def write(self, text: str) -> None:
         self.out.write(text)
         self.written += len(text)
+        self.lines += text.count("\n")
 
     def line(self, level: str, category: str, message: str, thread: str = "",
              logid: str = "") -> None:
@@ -131,7 +137,19 @@ class Writer:
             for _ in range(count))
         return vms
 
+    def pool_lookup(self) -> None:
+        pool = self.rnd.choice(self.pools)
+        self.line("INFO", "kvm.storage.LibvirtStorageAdaptor",
+                  f"Trying to fetch storage pool {pool} from libvirt")
+        self.line("DEBUG", "kvm.storage.LibvirtStorageAdaptor",
+                  f"Successfully refreshed pool {pool} Capacity: (1.79 TB) 1968269393920 "
+                  f"Used: (401.03 GB) 430613340160 Available: (1.39 TB) 1537656053760")
+        self.pool_lines += 2
+
     def one(self) -> None:
+        if self.pool_lines < self.pool_share * self.lines:
+            self.pool_lookup()
+            return
         r = self.rnd.random()
         seq = f"{self.rnd.randint(1, 60)}-{self.rnd.getrandbits(60)}"
         if r < 0.38:
@@ -171,12 +189,7 @@ class Writer:
                 "Execution is successful.",
             )), thread="UgentTask-5", logid="-")
         elif r < 0.80:
-            pool = self.rnd.choice(self.pools)
-            self.line("INFO", "kvm.storage.LibvirtStorageAdaptor",
-                      f"Trying to fetch storage pool {pool} from libvirt")
-            self.line("DEBUG", "kvm.storage.LibvirtStorageAdaptor",
-                      f"Successfully refreshed pool {pool} Capacity: (1.79 TB) 1968269393920 "
-                      f"Used: (401.03 GB) 430613340160 Available: (1.39 TB) 1537656053760")
+            self.pool_lookup()
         elif r < 0.83:
             pid = self.rnd.randint(1000, 999999)
             self.line("WARN", "utils.script.Script",
@@ -235,10 +248,10 @@ class Writer:
                       '[{"com.cloud.agent.api.Answer":{"result":"true","wait":"0"}}] }')
 
 
-def write_log(path: str, size: int, seed: int = 20250301) -> int:
+def write_log(path: str, size: int, seed: int = 20250301, pool_share: float = 0.0) -> int:
     """Write about `size` bytes (whole records) to `path`; returns the bytes written."""
     with open(path, "w", encoding="utf-8", buffering=1 << 20) as out:
-        writer = Writer(out, seed)
+        writer = Writer(out, seed, pool_share)
         while writer.written < size:
             writer.one()
         return writer.written
@@ -257,8 +270,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("path")
     parser.add_argument("--size", default="50M", help="e.g. 50M, 200M, 1G")
     parser.add_argument("--seed", type=int, default=20250301)
+    parser.add_argument("--pool-share", type=float, default=0.0,
+                        help="share of lines that are pool lookups (0.4: four in ten)")
     args = parser.parse_args(argv)
-    written = write_log(args.path, parse_size(args.size), args.seed)
+    written = write_log(args.path, parse_size(args.size), args.seed, args.pool_share)
     print(f"wrote {written} bytes to {args.path}")
     return 0
 

@@ -87,6 +87,10 @@ def analyze_rows(r: dict[str, Any]) -> list[Row]:
                  f"~1.0 (<= {r['flat_rss_ratio']:.2f})", _verdict(r["rss_met"])))
     rows.append(("analyze MB/s 200/50 MB", f"{r['throughput_ratio']:.2f}", "", ""))
     rows.append(("analyze --version baseline", _mib(r["baseline_rss_kib"]), "", ""))
+    pool = r["pool"]
+    rows.append(("analyze 100 MB, 4 lines in 10 pool lookups", f"{pool['mbps']:.0f} MB/s",
+                 f">= {pool['target_mbps']:g} MB/s", _verdict(pool["met"])))
+    rows.append(("  the same / iterating its lines in Python", f"{pool['ratio_to_iterating']:.1f}x", "", ""))
     return rows
 
 
