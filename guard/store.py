@@ -9,6 +9,7 @@ the guard from reporting what it can see now.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -39,9 +40,19 @@ LOCK_WAIT_S = 10.0
 def locked(state_dir: str, wait: float = LOCK_WAIT_S) -> Iterator[None]:
     """Serialise read-modify-write between the daemon and on-demand checks. Held only
     around reading or writing the file, never while evidence is gathered; a holder stuck
-    longer than `wait` raises TimeoutError rather than hanging the caller."""
+    longer than `wait` raises TimeoutError rather than hanging the caller.
+
+    On a read-only state_dir (a disk the kernel remounted read-only) nobody can change
+    the history, so there is nothing to serialise: the caller reads it unlocked and its
+    save fails, saying why, rather than losing the history it could still read."""
     ensure_state_dir(state_dir)
-    fd = os.open(os.path.join(state_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(os.path.join(state_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.EROFS:
+            raise
+        yield
+        return
     try:
         deadline = time.monotonic() + wait
         while True:

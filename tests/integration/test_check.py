@@ -9,6 +9,7 @@ import time
 from tests.support.agent_lines import LINSTOR_STOP_FAILURE
 from tests.support.host import API_KEY, API_SECRET, PROBE_TIMEOUT_S
 from tests.support.libvirtd import define_netfs_pool
+from tests.support.mounts import remount, tmpfs
 
 
 def stale(run):
@@ -175,3 +176,30 @@ def test_hung_management_server_costs_one_timeout_and_keeps_other_findings(host)
     assert run.kinds() == ["source-unavailable", "stale-pool"]
     assert "answer within" in run.doc["sources"]["management"]["detail"]
     assert run.elapsed < 6 + PROBE_TIMEOUT_S + 1.0, run.elapsed
+
+
+def test_a_read_only_state_dir_is_still_read_and_the_check_still_judges_with_it(host, tmp_path):
+    """A state_dir the kernel turned read-only still holds what the guard learned: check
+    reads it (a removal needs it: the pool was listed before), judges, and says in one
+    line that it could not save, instead of judging as if it had no history."""
+    state = tmp_path / "ro-state"
+    with tmpfs(state, "1m"):
+        host.write_config(host.config.read_text().replace(f'state_dir = "{host.state_dir}"',
+                                                          f'state_dir = "{state}"'))
+        pool = host.add_linstor_pool()
+        assert host.check().returncode == 0
+        saved = (state / "history.json").read_bytes()
+        remount(state, "ro")
+        try:
+            host.mgmt.remove_pool(pool)
+            host.linstor.stop()
+            run = host.check()
+        finally:
+            remount(state, "rw")
+        assert run.returncode == 2
+        assert sorted(run.kinds()) == ["source-unavailable", "stale-pool"], run.doc["findings"]
+        assert run.findings("stale-pool")[0]["pool_uuid"] == pool
+        history = run.doc["sources"]["history"]
+        assert history["ok"] is False and "cannot save history" in history["detail"], history
+        assert "Read-only" in history["detail"] and "\n" not in history["detail"]
+        assert (state / "history.json").read_bytes() == saved

@@ -8,7 +8,6 @@ import gzip
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 
@@ -17,7 +16,7 @@ import pytest
 from tests.support.agent_lines import LINSTOR_STOP_FAILURE, create
 from tests.support.daemon import RunningDaemon
 from tests.support.libvirtd import define_dir_pool
-from tests.support.real_parts import real_part_unavailable
+from tests.support.mounts import remount, tmpfs
 
 NFS_UUID = "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
 
@@ -184,17 +183,9 @@ def test_a_log_directory_that_appears_later_is_polled_then_watched(host, tmp_pat
 
 @pytest.fixture
 def tiny_state_dir(tmp_path):
-    """state_dir on a 64 KiB tmpfs, which a test can fill."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        real_part_unavailable("a tmpfs mount", "needs root and mount(8)")
-    state = tmp_path / "tiny-state"
-    state.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(state)],
-                             capture_output=True, text=True, timeout=10)
-    if mounted.returncode != 0:
-        real_part_unavailable("a tmpfs mount", mounted.stderr.strip())
-    yield state
-    subprocess.run(["umount", "-l", str(state)], capture_output=True, timeout=10)
+    """state_dir on a 64 KiB tmpfs, which a test can fill or make read-only."""
+    with tmpfs(tmp_path / "tiny-state") as state:
+        yield state
 
 
 def test_a_full_or_deleted_state_dir_is_one_clear_finding_and_never_fatal(host, tmp_path, tiny_state_dir):
@@ -225,6 +216,39 @@ def test_a_full_or_deleted_state_dir_is_one_clear_finding_and_never_fatal(host, 
         assert daemon.proc.poll() is None
         assert len(daemon.events("finding", kind="source-unavailable")) == 1, "said once"
     finally:
+        assert daemon.stop() == 0
+
+
+def test_a_state_dir_made_read_only_under_the_daemon_is_one_finding_and_never_fatal(
+        host, tmp_path, tiny_state_dir):
+    """A state_dir remounted read-only (a failing disk the kernel turned read-only, an
+    operator's mistake): the history cannot be saved, which is said once; the daemon
+    stays up, still judges what it sees, and saves again once the mount is writable."""
+    host.write_config(host.config.read_text().replace(f'state_dir = "{host.state_dir}"',
+                                                      f'state_dir = "{tiny_state_dir}"'))
+    daemon = RunningDaemon(host.config, tmp_path)
+    try:
+        daemon.wait_for(lambda: daemon.notified("READY=1"), what="READY=1")
+        daemon.wait_for(lambda: (tiny_state_dir / "history.json").exists(), 15, what="a first history")
+        saved = (tiny_state_dir / "history.json").read_bytes()
+        remount(tiny_state_dir, "ro")
+        pool = host.add_linstor_pool()  # the history changes: it must be saved
+        finding = daemon.wait_event("finding", kind="source-unavailable", timeout=15)
+        assert "cannot save history" in finding["evidence"] and "Read-only" in finding["evidence"]
+        assert "state_dir" in finding["action"]
+        assert (tiny_state_dir / "history.json").read_bytes() == saved, "the last good history is kept"
+        host.mgmt.remove_pool(pool)
+        host.linstor.stop()
+        daemon.wait_event("finding", kind="stale-pool", severity="CRITICAL", timeout=15)
+        remount(tiny_state_dir, "rw")
+        host.linstor.start()
+        daemon.wait_event("finding-cleared", kind="source-unavailable", timeout=20)
+        daemon.wait_for(lambda: (tiny_state_dir / "history.json").read_bytes() != saved, 15,
+                        what="the history saved again")
+        assert daemon.proc.poll() is None
+        assert len(daemon.events("finding", kind="source-unavailable")) == 1, "said once"
+    finally:
+        remount(tiny_state_dir, "rw")
         assert daemon.stop() == 0
 
 
