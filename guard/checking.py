@@ -10,6 +10,7 @@ from dataclasses import replace
 from guard import store as history_store
 from guard.collect import collect
 from guard.config import Config
+from guard.elapsed import boot_ages, boot_clock
 from guard.evaluate import evaluate
 from guard.history import History
 from guard.judge import judge
@@ -30,7 +31,7 @@ def check_once(config: Config) -> tuple[list[Finding], Snapshot, History]:
                               "without history, removals cannot be seen")
     snap = collect(config, base)
     judged = replace(snap, sources=snap.sources + (status,))
-    findings, history = judge(judged, base, config.remediation.settle)
+    findings, history = judge(judged, base, config.remediation.settle, boot_ages(base, boot_clock()))
     if keep:
         try:
             history = history_store.save_merged(config.state_dir, history, base)

@@ -207,6 +207,7 @@ def cmd_restart_agent(args: argparse.Namespace) -> int:
     from guard import store as history_store
     from guard.checking import check_once
     from guard.config import ConfigError
+    from guard.elapsed import boot_ages, boot_clock
     from guard.gates import read_gates
     from guard.history import History
     from guard.policy import decide, unconfirmed
@@ -231,7 +232,8 @@ def cmd_restart_agent(args: argparse.Namespace) -> int:
     # Run by hand, the operator is the coordination the stagger stands in for: no waiting
     # for this host's slot, but a peer host that is down still refuses.
     decision = decide(findings, config.mode, config.remediation, base, time.time(), gates.in_flight,
-                      gates.cluster, force=args.force, cluster_problem=gates.cluster_problem, wait_turn=False)
+                      gates.cluster, force=args.force, cluster_problem=gates.cluster_problem, wait_turn=False,
+                      ages=boot_ages(base, boot_clock()))
     print(f"gates for restarting {config.agent.unit}:")
     _print_decision(decision, config.agent.unit)
     if not decision.act:

@@ -13,9 +13,9 @@ from typing import Any, Optional
 
 from guard.model import LogCursor, LogEvent, incarnation_key
 
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
-"""Versions 2 and 3 only added fields with defaults: an older file reads as it is."""
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
+"""Versions 2 to 4 only added fields with defaults: an older file reads as it is."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,12 @@ class RestartRecord:
     outcome: str = "requested"
     detail: str = ""
     new_pid: Optional[int] = None
+    boot_id: str = ""
+    """The kernel's boot id when the restart was asked for, and the boot clock then
+    (seconds since boot, suspend included): while the host runs on, how long ago the
+    restart was is read from them, whatever the wall clock was set to since and whichever
+    process asks (guard/elapsed.py)."""
+    boot_s: Optional[float] = None
 
 
 @dataclass(frozen=True)

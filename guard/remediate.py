@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 from guard.config import Config
+from guard.elapsed import boot_clock
 from guard.history import History, RestartRecord
 from guard.model import AgentProcess, Incarnation
 from guard.policy import Decision
@@ -100,7 +101,9 @@ async def carry_out(
     the restart counted against the limits when it comes back, not restart again."""
     reason = "; ".join(f"{r.gate}: {r.reading}" for r in decision.readings)
     old = agent.incarnation if agent else None
-    record = RestartRecord(at=now, reason=reason, old_pid=old.pid if old else 0, pools=decision.pools)
+    boot = boot_clock()
+    record = RestartRecord(at=now, reason=reason, old_pid=old.pid if old else 0, pools=decision.pools,
+                           boot_id=boot.boot_id, boot_s=boot.seconds)
     history = record_restart(history, record)
     await persist(history)
     ok, detail = request_restart(config.agent.unit)

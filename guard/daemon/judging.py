@@ -15,7 +15,7 @@ from typing import Callable, Optional
 from guard import notify
 from guard import store as history_store
 from guard.backoff import Backoff
-from guard.elapsed import RestartClock
+from guard.elapsed import RestartClock, boot_clock
 from guard.evaluate import overall
 from guard.gates import read_gates
 from guard.history import History
@@ -91,7 +91,7 @@ class Judging:
         steady = time.monotonic()
         self._say_step(snap.now, steady)
         findings, history = judge(snap, state.history, rt.config.remediation.settle,
-                                  self.clock.ages(state.history, snap.now, steady))
+                                  self.clock.ages(state.history, snap.now, steady, boot_clock()))
         self._say_breaker(state.history, history)
         self.counters.evaluations += 1
         self.last_evaluation = time.monotonic()
@@ -201,7 +201,7 @@ class Judging:
         now = time.time()
         decision = decide(findings, rt.config.mode, rt.config.remediation, state.history, now,
                           gates.in_flight, gates.cluster, cluster_problem=gates.cluster_problem,
-                          ages=self.clock.ages(state.history, now, time.monotonic()))
+                          ages=self.clock.ages(state.history, now, time.monotonic(), boot_clock()))
         if self._log_decision(decision):
             self.refused_backoff.reset()
         if decision.act:

@@ -91,18 +91,21 @@ class SteppedClock:
         probe = workdir / "faketime-preflight.rc"
         self._write(probe, PREFLIGHT_STEP_S)
         code = ("import json, time\nbefore = time.monotonic()\ntime.sleep(0.05)\n"
-                "print(json.dumps([time.time(), time.monotonic(), time.monotonic() - before]))\n")
+                "print(json.dumps([time.time(), time.monotonic(), time.monotonic() - before,\n"
+                "                  time.clock_gettime(time.CLOCK_BOOTTIME)]))\n")
         env = dict(os.environ, **self.env(probe))
         try:
             result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                     timeout=PREFLIGHT_TIMEOUT_S, check=False)
-            wall, monotonic, slept = json.loads(result.stdout)
+            wall, monotonic, slept, booted = json.loads(result.stdout)
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             real_part_unavailable("libfaketime", f"{self.library}: a probe failed: {exc}")
         real_wall, real_monotonic = time.time(), time.monotonic()
+        real_booted = time.clock_gettime(time.CLOCK_BOOTTIME)
         if abs(wall - real_wall - PREFLIGHT_STEP_S) > 5:
             real_part_unavailable("libfaketime", f"{self.library} did not move the wall clock a day ahead "
                                   f"({wall - real_wall:+.0f}s): {result.stderr.strip()[-300:]}")
-        if abs(monotonic - real_monotonic) > 5 or not 0.04 <= slept < 1:
-            real_part_unavailable("libfaketime", f"{self.library} moved the monotonic clock or broke sleeping "
-                                  f"(monotonic {monotonic - real_monotonic:+.1f}s, slept {slept:.2f}s)")
+        if abs(monotonic - real_monotonic) > 5 or abs(booted - real_booted) > 5 or not 0.04 <= slept < 1:
+            real_part_unavailable("libfaketime", f"{self.library} moved the monotonic or boot clock or broke "
+                                  f"sleeping (monotonic {monotonic - real_monotonic:+.1f}s, boot clock "
+                                  f"{booted - real_booted:+.1f}s, slept {slept:.2f}s)")

@@ -16,7 +16,7 @@ from typing import Optional
 
 from guard.collect import probe_targets
 from guard.config import RemediationConfig
-from guard.elapsed import RestartClock
+from guard.elapsed import BootClock, RestartClock
 from guard.evaluate import overall
 from guard.evidence import RECENT_S
 from guard.history import History, RestartRecord
@@ -44,6 +44,7 @@ from tests.support.emulators.agent_model import ADAPTOR, LINSTOR, STORPOOL, Agen
 
 T0 = 1_700_000_000.0
 STORPOOL_LOG = "/var/log/cloudstack/agent/storpool-agent.log"
+MODEL_BOOT = "00000000-model-boot-0000-000000000000"
 PROBE_STATUS = {"up": "healthy", "down": "refused", "hung": "timeout"}
 EXCEPTION = {"down": "javax.ws.rs.ProcessingException: java.net.ConnectException: Connection refused",
              "hung": "javax.ws.rs.ProcessingException: java.net.SocketTimeoutException: Read timed out"}
@@ -161,12 +162,17 @@ class World:
         self.timed_restarts = []
 
     def guard_restarted(self) -> None:
-        """The daemon started again: what it kept only in memory is gone, its timing of
-        the restarts with it (the history's wall times are what is left)."""
+        """The daemon started again: what it kept only in memory is gone, its monotonic
+        timing of restarts with it. The restarts it made keep their boot clock readings
+        in the history, so the host's boot goes on timing them: the limits still hold in
+        real time for them (timed_restarts stays)."""
         self.last_decision = None
         self.last_findings = []
         self.restart_clock = RestartClock()
-        self.timed_restarts = []
+
+    def boot(self) -> BootClock:
+        """The host's boot clock: the model's real time (the host never reboots here)."""
+        return BootClock(MODEL_BOOT, self.real_time())
 
     def real_time(self) -> float:
         """What the monotonic clock reads: the wall clock without its steps."""
@@ -253,7 +259,7 @@ class World:
         snap = self.snapshot()
         self._observe(snap)
         findings, history = judge(snap, self.history, self.remediation.settle,
-                                  self.restart_clock.ages(self.history, self.now, self.real_time()))
+                                  self.restart_clock.ages(self.history, self.now, self.real_time(), self.boot()))
         self.history = history
         self.last_findings = findings
         self.last_decision = None
@@ -263,7 +269,7 @@ class World:
             problem = "HTTP 500" if self.api_failing else ""
             decision = decide(findings, self.mode, self.remediation, history, self.now, InFlight(),
                               self.cluster, cluster_problem=problem,
-                              ages=self.restart_clock.ages(history, self.now, self.real_time()))
+                              ages=self.restart_clock.ages(history, self.now, self.real_time(), self.boot()))
             self.last_decision = decision
             if decision.act:
                 self._restart(decision)
@@ -273,14 +279,13 @@ class World:
         old = self.incarnation()
         self.restart_clock.started(self.now, self.real_time())
         self.timed_restarts.append(self.real_time())
-        self.history = record_restart(self.history, RestartRecord(
-            at=self.now, reason="model", old_pid=old.pid, pools=decision.pools))
+        asked = RestartRecord(at=self.now, reason="model", old_pid=old.pid, pools=decision.pools,
+                              boot_id=MODEL_BOOT, boot_s=self.real_time())
+        self.history = record_restart(self.history, asked)
         self.apply("restart_agent")
         self.restarts.append(self.now)
         new = self.incarnation()
-        self.history = record_restart(self.history, RestartRecord(
-            at=self.restarts[-1], reason="model", old_pid=old.pid, pools=decision.pools,
-            outcome="verified", new_pid=new.pid))
+        self.history = record_restart(self.history, replace(asked, outcome="verified", new_pid=new.pid))
 
     def status(self) -> Severity:
         return overall(self.last_findings)

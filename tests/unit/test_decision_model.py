@@ -117,9 +117,9 @@ class DecisionMachine(RuleBasedStateMachine):
     @rule()
     def guard_restarted(self):
         """The daemon restarted: what it kept only in memory is gone, the history stays.
-        Only the timing of past restarts on the monotonic clock lives in memory alone (the
-        stagger's turns are on the wall clock); without a step in between, the next look
-        decides as if the guard had run all along."""
+        The restarts it made keep their boot clock readings there (guard/elapsed.py), so
+        a clock step before or after the new guard starts still cannot shorten a cooldown
+        or empty the rate window: the limits are asserted across guard restarts."""
         self.world.guard_restarted()
 
     @rule()
@@ -185,7 +185,8 @@ class DecisionMachine(RuleBasedStateMachine):
 
     def _limits_kept_in_real_time(self, before):
         """However the wall clock was stepped, a restart comes a cooldown of real time
-        after the last one this guard run made, and within the rate window of real time
+        after the last one made since the history was last lost, whether or not the guard
+        restarted in between, and within the rate window of real time
         there are no more than max_restarts."""
         limits, now = self.world.remediation, self.world.real_time()
         if before:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from guard.config import RemediationConfig
-from guard.elapsed import RestartClock
+from guard.elapsed import BootClock, RestartClock, boot_ages
 from guard.history import History, RestartRecord
 from guard.model import ChildProcess, Evidence, Finding, ManagementHost, Severity
 from guard.policy import (
@@ -188,6 +188,9 @@ def test_a_host_alone_in_its_cluster_has_every_slot():
 
 STEADY = 5000.0
 """A monotonic clock reading: any value, only its differences count."""
+NO_BOOT = BootClock("", 0.0)
+"""No boot id (no /proc): the restarts are timed as before the history kept boot clocks."""
+THIS_BOOT = "8d2c6d4e-2f56-4a3c-9d1e-5b0f1e7a9c21"
 
 
 def test_the_daemon_times_a_cooldown_in_real_time_through_wall_clock_steps():
@@ -197,10 +200,10 @@ def test_the_daemon_times_a_cooldown_in_real_time_through_wall_clock_steps():
     clock = RestartClock()
     looks = [(NOW, STEADY), (NOW + 86400 + 5, STEADY + 5), (NOW - 3600 + 10, STEADY + 10)]
     for wall, steady in looks:
-        refused = run(history=history, now=wall, ages=clock.ages(history, wall, steady)).refused_by
+        refused = run(history=history, now=wall, ages=clock.ages(history, wall, steady, NO_BOOT)).refused_by
         assert refused.gate == "rate" and refused.kind == "cooldown"
         assert f"last restart {steady - STEADY + 60:.0f}s ago" in refused.reading
-    assert run(history=history, now=NOW - 3600 + 541, ages=clock.ages(history, NOW - 3600 + 541, STEADY + 541)).act
+    assert run(history=history, now=NOW - 3600 + 541, ages=clock.ages(history, NOW - 3600 + 541, STEADY + 541, NO_BOOT)).act
     assert run(history=history, now=NOW + 86405).act, "without the daemon's timing, the wall clock's"
 
 
@@ -208,9 +211,9 @@ def test_a_day_forward_does_not_empty_the_rate_window():
     history = History(restarts=(RestartRecord(NOW - 1900, "r", 1, pools=(POOL,), outcome="helped"),
                                 RestartRecord(NOW - 1200, "r", 1, pools=(POOL,), outcome="helped")))
     clock = RestartClock()
-    assert "2 of 2 restarts used" in run(history=history, ages=clock.ages(history, NOW, STEADY)).refused_by.reading
+    assert "2 of 2 restarts used" in run(history=history, ages=clock.ages(history, NOW, STEADY, NO_BOOT)).refused_by.reading
     later = NOW + 86400 + 30
-    refused = run(history=history, now=later, ages=clock.ages(history, later, STEADY + 30)).refused_by
+    refused = run(history=history, now=later, ages=clock.ages(history, later, STEADY + 30, NO_BOOT)).refused_by
     assert refused.gate == "rate" and "2 of 2 restarts used" in refused.reading
 
 
@@ -219,9 +222,9 @@ def test_a_restart_first_seen_ahead_of_the_wall_clock_counts_as_just_made():
     unknown, and zero keeps every limit."""
     history = History(restarts=(RestartRecord(NOW + 3000, "r", 1, pools=(POOL,), outcome="helped"),))
     clock = RestartClock()
-    assert clock.ages(history, NOW, STEADY) == {NOW + 3000: 0.0}
-    assert clock.ages(history, NOW + 601, STEADY + 601) == {NOW + 3000: 601.0}
-    assert run(history=history, now=NOW + 601, ages=clock.ages(history, NOW + 601, STEADY + 601)).act
+    assert clock.ages(history, NOW, STEADY, NO_BOOT) == {NOW + 3000: 0.0}
+    assert clock.ages(history, NOW + 601, STEADY + 601, NO_BOOT) == {NOW + 3000: 601.0}
+    assert run(history=history, now=NOW + 601, ages=clock.ages(history, NOW + 601, STEADY + 601, NO_BOOT)).act
 
 
 def test_a_restart_the_daemon_makes_is_timed_from_when_it_is_made():
@@ -229,10 +232,10 @@ def test_a_restart_the_daemon_makes_is_timed_from_when_it_is_made():
     and a record the history no longer keeps is forgotten."""
     clock = RestartClock()
     clock.started(NOW, STEADY)
-    assert clock.ages(EMPTY, NOW, STEADY + 1) == {NOW: 1.0}, "not saved yet: still timed"
+    assert clock.ages(EMPTY, NOW, STEADY + 1, NO_BOOT) == {NOW: 1.0}, "not saved yet: still timed"
     made = History(restarts=(RestartRecord(NOW, "r", 1, pools=(POOL,), outcome="verified"),))
-    assert clock.ages(made, NOW + 86400 + 2, STEADY + 2) == {NOW: 2.0}
-    assert clock.ages(EMPTY, NOW + 86400 + 3, STEADY + 3) == {}
+    assert clock.ages(made, NOW + 86400 + 2, STEADY + 2, NO_BOOT) == {NOW: 2.0}
+    assert clock.ages(EMPTY, NOW + 86400 + 3, STEADY + 3, NO_BOOT) == {}
 
 
 def test_the_settle_of_a_verified_restart_is_timed_in_real_time():
@@ -240,10 +243,10 @@ def test_the_settle_of_a_verified_restart_is_timed_in_real_time():
     at once (the agent has not yet taken its pools again, and the breaker would open)."""
     verified = History(restarts=(RestartRecord(NOW - 10, "r", 1, pools=(POOL,), outcome="verified"),))
     clock = RestartClock()
-    clock.ages(verified, NOW, STEADY)
+    clock.ages(verified, NOW, STEADY, NO_BOOT)
     stepped = NOW + 86400
-    assert judge_last_restart(verified, [STALE], stepped, 60, clock.ages(verified, stepped, STEADY)) == verified
-    settled = judge_last_restart(verified, [], stepped + 50, 60, clock.ages(verified, stepped + 50, STEADY + 50))
+    assert judge_last_restart(verified, [STALE], stepped, 60, clock.ages(verified, stepped, STEADY, NO_BOOT)) == verified
+    settled = judge_last_restart(verified, [], stepped + 50, 60, clock.ages(verified, stepped + 50, STEADY + 50, NO_BOOT))
     assert settled.restarts[-1].outcome == "helped"
 
 
@@ -254,3 +257,31 @@ def test_a_step_is_told_once_and_a_slew_never():
     assert clock.step(NOW - 3600 + 20, STEADY + 20) == -3600.5
     assert clock.step(NOW - 3600 + 30, STEADY + 30) is None
     assert clock.step(NOW + 86400, STEADY + 40) == 86400 + 3600 - 40
+
+
+def test_a_restart_of_this_boot_is_timed_by_the_boot_clock_whoever_looks_after_any_step():
+    """Recorded with the boot clock, a restart a minute ago is a minute old for a guard
+    started after the wall clock went a day forward, and for check or restart-agent
+    (no RestartClock at all); its cooldown ends 600 boot-clock seconds after it."""
+    made = RestartRecord(NOW - 60, "r", 1, pools=(POOL,), outcome="helped", boot_id=THIS_BOOT, boot_s=900.0)
+    history = History(restarts=(made,))
+    stepped, boot = NOW + 86400, BootClock(THIS_BOOT, 960.0)
+    assert boot_ages(history, boot) == {NOW - 60: 60.0}
+    for ages in (boot_ages(history, boot), RestartClock().ages(history, stepped, STEADY, boot)):
+        refused = run(history=history, now=stepped, ages=ages).refused_by
+        assert refused.gate == "rate" and refused.kind == "cooldown", refused
+        assert "last restart 60s ago" in refused.reading
+    assert run(history=history, now=stepped, ages=boot_ages(history, BootClock(THIS_BOOT, 1501.0))).act
+    assert not run(history=history, now=stepped - 86400 - 3600,
+                   ages=boot_ages(history, BootClock(THIS_BOOT, 1499.0))).act, "an hour back, too"
+
+
+def test_a_restart_of_another_boot_or_without_a_boot_clock_is_timed_as_before():
+    """After a reboot the boot clock starts again: an older boot's reading says nothing,
+    and neither does a record an older guard wrote without one."""
+    other = RestartRecord(NOW - 60, "r", 1, pools=(POOL,), boot_id="another-boot", boot_s=900.0)
+    older = RestartRecord(NOW - 30, "r", 1, pools=(POOL,))
+    history = History(restarts=(other, older))
+    assert boot_ages(history, BootClock(THIS_BOOT, 5.0)) == {}
+    assert boot_ages(history, NO_BOOT) == {}
+    assert RestartClock().ages(history, NOW, STEADY, BootClock(THIS_BOOT, 5.0)) == {NOW - 60: 60.0, NOW - 30: 30.0}

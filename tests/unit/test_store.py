@@ -62,7 +62,8 @@ def _valid_history() -> dict:
                           "held": [{"uuid": UUID_A, "since": 102.0, "via": "log"}],
                           "dropped": [UUID_B]}],
         "restarts": [{"at": 200.0, "reason": "stale-pool", "old_pid": 42, "pools": [UUID_A],
-                      "outcome": "verified", "detail": "", "new_pid": 43}],
+                      "outcome": "verified", "detail": "", "new_pid": 43,
+                      "boot_id": "8d2c6d4e-2f56-4a3c-9d1e-5b0f1e7a9c21", "boot_s": 1234.5}],
         "breaker_open_since": 300,
         "breaker_reason": "two restarts failed",
         "log_cursor": {"path": "/var/log/cloudstack/agent/agent.log", "device": 2049, "inode": 77,
@@ -80,6 +81,7 @@ def test_history_with_every_field_loads(tmp_path):
     assert loaded.pools[0].last_listed == 2.0 and loaded.pools[0].maintenance_at is None
     assert loaded.incarnations[0].held == (Held(UUID_A, 102.0, "log"),)
     assert loaded.restarts[0].new_pid == 43 and loaded.restarts[0].pools == (UUID_A,)
+    assert loaded.restarts[0].boot_s == 1234.5
     assert loaded.breaker_open_since == 300.0
     assert loaded.log_cursor.offset == 4096 and loaded.log_cursor.events[0].pool_uuid == UUID_A
     store.save(str(tmp_path), loaded)
@@ -115,6 +117,7 @@ WRONG_TYPES = [
     ("restarts", [1]), ("restarts.0.at", "x"), ("restarts.0.reason", None),
     ("restarts.0.old_pid", "42"), ("restarts.0.pools", [None]), ("restarts.0.outcome", 1),
     ("restarts.0.detail", []), ("restarts.0.new_pid", 4.5), ("restarts.0.at", ...),
+    ("restarts.0.boot_id", 7), ("restarts.0.boot_s", "1234"),
     ("restarts", "x"), ("breaker_open_since", "x"), ("breaker_open_since", False),
     ("breaker_reason", 5), ("pools.0.removed_at", 10 ** 400),
     ("log_cursor.offset", "4096"), ("log_cursor.head", ...), ("log_cursor.events", {}),

@@ -7,16 +7,21 @@ it spin or flood the journal, or keep it from seeing what the agent logs next.""
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from guard import store
+from guard.elapsed import boot_clock
 from guard.history import History, RestartRecord
 from tests.support.agent_lines import LINSTOR_STOP_FAILURE
 from tests.support.daemon import RunningDaemon
 from tests.support.faketime import SteppedClock
+from tests.support.paths import REPO
 from tests.support.prom import families
 
 BACK_S = -3600
@@ -156,4 +161,36 @@ def test_a_wall_clock_stepped_back_an_hour_then_forward_a_day_restarts_nothing(h
         assert all(d["refused_by"] == "rate" for d in decisions), decisions
     finally:
         assert daemon.stop() == 0
+    assert not calls.exists(), f"systemctl was asked: {calls.read_text()}"
+
+
+def test_a_restart_made_a_minute_ago_still_holds_its_cooldown_for_a_guard_started_after_a_step(
+        host, tmp_path):
+    """The restart was recorded with the boot clock; then the wall clock went a day
+    forward. A process that starts only now (restart-agent here; a restarted daemon
+    reads the history the same way) has no earlier look to time it from: the boot clock
+    says it is a minute old, and the cooldown refuses. By the wall clock it would be a
+    day old, and the restart would be asked for again."""
+    clock = SteppedClock(tmp_path)
+    pool = host.add_linstor_pool()
+    boot = boot_clock()
+    store.save(str(host.state_dir), History(restarts=(RestartRecord(
+        at=time.time() - RESTARTED_AGO_S, reason=f"finding: a restart fixes: stale-pool {pool}",
+        old_pid=1, pools=(pool,), outcome="helped", new_pid=2, boot_id=boot.boot_id,
+        boot_s=boot.seconds - RESTARTED_AGO_S),)))
+    assert host.check().returncode == 0
+    host.write_config('mode = "remediate"\n' + host.config.read_text())
+    host.mgmt.remove_pool(pool)
+    host.linstor.stop()
+    clock.step(FORWARD_S)
+    path, calls = _stub_systemctl(tmp_path / "bin")
+    done = subprocess.run([sys.executable, "-m", "guard.cli", "restart-agent", "--config", str(host.config)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env={**os.environ, **clock.env(), "PATH": path})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "CRITICAL stale-pool" in done.stdout
+    assert "decision: no restart (refused by rate)" in done.stdout, done.stdout
+    rate = next(line for line in done.stdout.splitlines() if "] rate" in line)
+    ago = re.search(r"cooldown: last restart (\d+)s ago", rate)
+    assert "[REFUSE]" in rate and ago and RESTARTED_AGO_S <= int(ago.group(1)) < RESTARTED_AGO_S + 30, rate
     assert not calls.exists(), f"systemctl was asked: {calls.read_text()}"
