@@ -21,6 +21,7 @@ timestamps, then scans for the create lines in blocks, at most MAX_SCAN_BYTES a 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -140,10 +141,15 @@ class StorPoolLog:
             with open(self.path, "rb") as stream:
                 info = os.fstat(stream.fileno())
                 identity = (info.st_dev, info.st_ino)
-                if since != self._since or identity != self._identity or info.st_size < self._offset:
+                fresh = since != self._since or identity != self._identity or info.st_size < self._offset
+                if fresh:
                     self.events, self._since, self._identity = [], since, identity
                     self._offset = _bisect(stream, info.st_size, since)
-                new, self._offset, more = _scan(stream, self._offset, since, self.path)
+                # Reading on, a line is after the agent's start by its place in the file,
+                # whatever its stamp says: the wall clock may have been stepped back since
+                # the start was read (the daemon reads it once).
+                new, self._offset, more = _scan(stream, self._offset, since if fresh else -math.inf,
+                                                self.path)
         except FileNotFoundError:
             self.events, self._since = [], None
             return [], SourceStatus(SOURCE_NAME, True, f"{self.path} absent: no StorPool adaptor wrote here",

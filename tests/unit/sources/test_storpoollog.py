@@ -158,3 +158,17 @@ def test_model_a_removed_storpool_pool_whose_heartbeat_would_fail_is_critical_be
     world.model.storpool_client_down = True
     world.check()
     assert [f.severity for f in world.last_findings] == [Severity.CRITICAL], "this host's client down"
+
+
+def test_reading_on_a_line_stamped_before_the_start_after_a_step_back_is_kept(tmp_path):
+    """The daemon read the agent's start before the wall clock was stepped back an hour:
+    what the adaptor logs next is stamped before that start, yet comes after the place
+    already read, so it was written by the agent that runs now."""
+    log = tmp_path / "storpool-agent.log"
+    write(log, create(T0 - 7200, OTHER), create(T0 + 5, SP))
+    reader = StorPoolLog(str(log))
+    assert [e.pool_uuid for e in reader.read(T0)[0]] == [SP]
+    write(log, create(T0 + 10 - 3600, OTHER), mode="a")
+    assert [e.pool_uuid for e in reader.read(T0)[0]] == [SP, OTHER]
+    assert [e.pool_uuid for e in StorPoolLog(str(log)).read(T0)[0]] == [SP], (
+        "a fresh read has only the stamps to go by")
