@@ -19,7 +19,7 @@ from guard.model import CLOCK_SLACK_S, Pool, Snapshot, SourceStatus
 from guard.record import detached, record
 from guard.snapshot import Readings, build_snapshot
 from guard.sources.agent import find_agent, unit_state
-from guard.sources.agentconf import read_agent_properties
+from guard.sources.agentconf import heartbeat_retry_sleep_s, read_agent_properties
 from guard.sources.agentlog import read_log
 from guard.sources.libvirt import read_libvirt_pools
 from guard.sources.management import read_management
@@ -103,6 +103,7 @@ def collect(config: Config, history: History) -> Snapshot:
         log_cursor=log.cursor,
         storpool_log=tuple(storpool_events),
         sources=(props_status, agent_status, libvirt_status, log.status, storpool_status, mgmt_status),
+        heartbeat_retry_s=heartbeat_retry_sleep_s(props),
     )
     snap = build_snapshot(config, hostname, readings, now)
     targets = probe_targets(record(history, snap), snap)

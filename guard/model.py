@@ -15,6 +15,12 @@ CLOCK_SLACK_S = 2.0
 clock ticks; a line written in the agent's first instants must still count as its own."""
 
 
+HEARTBEAT_RETRY_SLEEP_S = 10.0
+"""AgentProperties.KVM_HEARTBEAT_UPDATE_RETRY_SLEEP's default (10000 ms): KVMHAMonitor
+sleeps this long after each failed try of a pool's heartbeat, and reboots the host after
+the last one (KVMHAMonitor.java, KVMHABase.java)."""
+
+
 UNIT_NOT_FOUND = "not-found"
 """Snapshot.agent_unit_state when systemd has no unit of that name: not installed."""
 
@@ -237,6 +243,8 @@ class Snapshot:
     """When the management listing was read, if earlier than `now` (the daemon judges a
     cached listing many times): only a new listing confirms an absence."""
     log_cursor: Optional[LogCursor] = None
+    heartbeat_retry_s: float = HEARTBEAT_RETRY_SLEEP_S
+    """kvm.heartbeat.update.retry.sleep as the agent reads it from agent.properties."""
     """Where this reading of the agent log stopped, for the next reader (the history
     keeps it); None when the log was not read to its end."""
 

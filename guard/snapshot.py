@@ -19,6 +19,7 @@ from guard.config import Config
 from guard.drivers import driver_for
 from guard.model import (
     CLOCK_SLACK_S,
+    HEARTBEAT_RETRY_SLEEP_S,
     AgentProcess,
     LogCursor,
     LogEvent,
@@ -48,6 +49,7 @@ class Readings:
     log_cursor: Optional[LogCursor] = None
     probes: tuple[tuple[str, ProbeResult], ...] = ()
     sources: tuple[SourceStatus, ...] = ()
+    heartbeat_retry_s: float = HEARTBEAT_RETRY_SLEEP_S
 
 
 def running_version(events: Sequence[LogEvent], agent: Optional[AgentProcess]) -> str:
@@ -91,6 +93,7 @@ def build_snapshot(config: Config, hostname: str, readings: Readings, now: float
         log_cursor=readings.log_cursor,
         probes=readings.probes,
         sources=readings.sources,
+        heartbeat_retry_s=readings.heartbeat_retry_s,
     )
 
 

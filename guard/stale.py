@@ -33,24 +33,22 @@ HA_DELETE_ALL_TYPES_BEFORE = (4, 21)
 the KVM HA monitor; from 4.21 only NFS pools."""
 
 
-HEARTBEAT_RETRY_SLEEP_S = 10.0
-"""AgentProperties.KVM_HEARTBEAT_UPDATE_RETRY_SLEEP's default: KVMHAMonitor sleeps this
-long after each failed try, and reboots the host after the last one."""
 _TRY = re.compile(r"^try (\d+) of (\d+)")
 
 
-def reboot_countdown(last: LogEvent, now: float) -> str:
-    """How long the host has, from the monitor's last logged try: the operator is told
-    before the reboot, whether or not a gate lets the guard restart the agent."""
+def reboot_countdown(last: LogEvent, now: float, retry_s: float) -> str:
+    """How long the host has, from the monitor's last logged try and the retry sleep the
+    agent read (kvm.heartbeat.update.retry.sleep): the operator is told before the
+    reboot, whether or not a gate lets the guard restart the agent."""
     if last.detail.startswith("stopping cloudstack-agent"):
         return f"the HA monitor gave up {when(last.ts, now)}: the host is being rebooted"
     match = _TRY.match(last.detail)
     if match is None or last.ts is None:
         return "after its last try the host is rebooted"
     done, tries = int(match.group(1)), int(match.group(2))
-    due = last.ts + (tries - done + 1) * HEARTBEAT_RETRY_SLEEP_S
-    return (f"{tries - done} of {tries} tries are left: at the default "
-            f"kvm.heartbeat.update.retry.sleep the host is rebooted in about {max(0.0, due - now):.0f}s")
+    due = last.ts + (tries - done + 1) * retry_s
+    return (f"{tries - done} of {tries} tries are left, {retry_s:g}s apart "
+            f"(kvm.heartbeat.update.retry.sleep): the host is rebooted in about {max(0.0, due - now):.0f}s")
 
 
 LIVE_HEARTBEAT_WINDOW_S = 300.0
@@ -182,7 +180,7 @@ def _stale_finding(
         severity = Severity.CRITICAL
         tool = f" ({driver.ha_heartbeat_tool})" if driver.ha_heartbeat_tool else ""
         action = ("restart cloudstack-agent: the HA monitor still heartbeats this removed pool"
-                  f"{tool}, and {reboot_countdown(heartbeats[-1], snap.now)}")
+                  f"{tool}, and {reboot_countdown(heartbeats[-1], snap.now, snap.heartbeat_retry_s)}")
     elif stops and probe is not None and probe.down and shield is not None:
         severity = Severity.WARNING
         action = (f"restart cloudstack-agent at a quiet moment: VM stops ask pool {shield} first "

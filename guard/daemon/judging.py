@@ -21,10 +21,9 @@ from guard.gates import read_gates
 from guard.history import History
 from guard.judge import judge
 from guard.metrics import Counters, MetricsServer, exposition, write_textfile
-from guard.model import Finding, LogCursor, Snapshot, SourceStatus
+from guard.model import HEARTBEAT_RETRY_SLEEP_S, Finding, LogCursor, Snapshot, SourceStatus
 from guard.policy import Decision, decide, unconfirmed
 from guard.remediate import carry_out
-from guard.stale import HEARTBEAT_RETRY_SLEEP_S
 
 from .runtime import Runtime
 from .state import CURSOR_SAVE_S, State
@@ -32,10 +31,11 @@ from .state import CURSOR_SAVE_S, State
 COALESCE_S = 0.005
 """Changes arriving together (a pool event and the listing it triggers) are judged once."""
 RETRY_REFUSED_S = 2.0
-RETRY_REFUSED_CAP_S = HEARTBEAT_RETRY_SLEEP_S
-"""No slower than the HA monitor's retry sleep (kvm.heartbeat.retry.sleep, 10 s by
-default): work in flight that ends while a heartbeat fails must leave time to restart
-before its last try."""
+RETRY_REFUSED_FLOOR_S = 0.5
+"""A refusal is looked at again no slower than the HA monitor's retry sleep (the agent's
+kvm.heartbeat.update.retry.sleep, Snapshot.heartbeat_retry_s): work in flight that ends
+while a heartbeat fails must leave time to restart before its last try. Never faster
+than this, whatever the setting."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Judging:
         self.counters = Counters()
         self.metrics_server = MetricsServer()
         self.textfile_problem = ""
-        self.refused_backoff = Backoff(RETRY_REFUSED_S, RETRY_REFUSED_CAP_S)
+        self.refused_backoff = Backoff(RETRY_REFUSED_S, HEARTBEAT_RETRY_SLEEP_S)
         self.clock = RestartClock()
         self.cursor_saved: tuple[int, int, int] = (0, 0, -1)
         self.cursor_saved_at = -math.inf
@@ -213,6 +213,7 @@ class Judging:
         if decision.wait_until is not None:
             retry = max(0.05, decision.wait_until - time.time())
         else:
+            self.refused_backoff.cap = max(RETRY_REFUSED_FLOOR_S, snap.heartbeat_retry_s)
             retry = self.refused_backoff.next()
         if decision.refused_by and decision.refused_by.gate in ("in-flight", "cluster", "window"):
             asyncio.get_running_loop().call_later(retry, rt.dirty.set)

@@ -25,7 +25,7 @@ from guard.model import (
     SourceStatus,
 )
 from guard.snapshot import Readings, build_snapshot
-from guard.sources.agentconf import AgentProperties
+from guard.sources.agentconf import AgentProperties, heartbeat_retry_sleep_s
 from guard.sources.agentlog.cursor import with_events
 
 from .runtime import Runtime
@@ -94,6 +94,7 @@ class State:
             storpool_log=self.storpool_events,
             probes=tuple(self.probes.items()),
             sources=tuple(self.statuses.values()),
+            heartbeat_retry_s=heartbeat_retry_sleep_s(self.props),
         )
         return build_snapshot(self.rt.config, self.hostname, readings, now)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Optional
 
-from guard.model import SourceStatus
+from guard.model import HEARTBEAT_RETRY_SLEEP_S, SourceStatus
 
 SOURCE_NAME = "agent-properties"
 DEFAULT_PORT = 8250
@@ -234,6 +234,20 @@ def _decode(data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return data.decode("latin-1")
+
+
+def heartbeat_retry_sleep_s(props: Optional[AgentProperties]) -> float:
+    """kvm.heartbeat.update.retry.sleep in seconds, as KVMHABase reads it through
+    AgentPropertiesFileHandler.getPropertyValue: milliseconds as a Long, and the default
+    (10000) when the file or the key is missing, the value blank, or not a number
+    (commons-beanutils' LongConverter with a default answers the default). A negative
+    sleep, which Thread.sleep refuses, is taken as the default too."""
+    raw = props.values.get("kvm.heartbeat.update.retry.sleep", "") if props else ""
+    text = raw.strip()
+    digits = text[1:] if text[:1] == "+" else text
+    if not digits.isascii() or not digits.isdigit():
+        return HEARTBEAT_RETRY_SLEEP_S
+    return int(digits) / 1000.0
 
 
 def read_agent_properties(path: str) -> tuple[Optional[AgentProperties], SourceStatus]:

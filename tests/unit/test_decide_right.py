@@ -172,7 +172,14 @@ def test_a_failing_heartbeat_says_how_long_the_host_has():
     beat = LogEvent("heartbeat-failure", T0 + 60, "agent.log", 9, pool_uuid=sp, pool_type="StorPool",
                     detail="try 2 of 5: storpool -j service list failed")
     findings = run([snap(T0 + 10, [pool]), snap(T0 + 70, [], events=[beat])])[0]
-    assert "3 of 5 tries are left" in findings[0].action and "in about 30s" in findings[0].action
+    assert "3 of 5 tries are left, 10s apart" in findings[0].action and "in about 30s" in findings[0].action
+    # A host whose agent.properties sets kvm.heartbeat.update.retry.sleep=2000 has 6 s.
+    quick = replace(snap(T0 + 70, [], events=[beat]), heartbeat_retry_s=2.0)
+    findings = run([snap(T0 + 10, [pool]), quick])[0]
+    assert "3 of 5 tries are left, 2s apart" in findings[0].action and "in about 0s" in findings[0].action
+    quick = replace(quick, now=T0 + 61)
+    findings = run([snap(T0 + 10, [pool]), quick])[0]
+    assert "in about 7s" in findings[0].action, "four sleeps after the second try: due at T0 + 68"
     gave_up = replace(beat, detail="stopping cloudstack-agent: storpool -j service list failed")
     findings = run([snap(T0 + 10, [pool]), snap(T0 + 70, [], events=[gave_up])])[0]
     assert "being rebooted" in findings[0].action

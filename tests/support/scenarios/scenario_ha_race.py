@@ -1,9 +1,10 @@
 """The race with the KVM HA monitor, under systemd. A LINSTOR pool the agent holds but the
 management server never listed (deleted before the guard saw it) starts failing its
-heartbeat; the monitor tries 5 times, 10 s apart (AgentProperties defaults), then reboots
-the host. With a maintenance window closed, the guard must say how many tries are left
-before the reboot; with none, it must restart the agent after the first failed try and
-before the last."""
+heartbeat; the monitor tries 3 times, 5 s apart (kvm.heartbeat.update.max.tries and
+.retry.sleep in agent.properties, read by the agent and the guard alike; the defaults
+are 5 and 10 s), then reboots the host. With a maintenance window closed, the guard must
+say how many tries are left and how long the host has before the reboot; with none, it
+must restart the agent after the first failed try and before the last."""
 
 import json
 import os
@@ -12,8 +13,9 @@ import time
 from tests.support import nspawn
 from tests.support.scenarios import common as c
 
-HA_PROPS = "kvm.heartbeat.update.frequency=5000\n"  # tries and retry sleep: the defaults
-TRIES, RETRY_SLEEP = 5, 10.0
+TRIES, RETRY_SLEEP = 3, 5.0
+HA_PROPS = (f"kvm.heartbeat.update.frequency=5000\nkvm.heartbeat.update.max.tries={TRIES}\n"
+            f"kvm.heartbeat.update.retry.sleep={int(RETRY_SLEEP * 1000)}\n")
 MARKER = c.CONTROL + ".rebooted"
 FIRST = "0c3d5e7f-1111-4222-8333-944455556601"
 SECOND = "0c3d5e7f-1111-4222-8333-944455556602"

@@ -261,3 +261,21 @@ def test_oversized_file_is_cut_and_noted(tmp_path):
     props, status = read_agent_properties(str(path))
     assert status.ok and props.hosts == ("h",)
     assert any("first" in n for n in props.notes) and "first" in status.detail
+
+
+def test_the_heartbeat_retry_sleep_is_read_as_the_agent_reads_it(tmp_path):
+    """KVMHABase: milliseconds as a Long; the default (10000) when missing, blank or not
+    a whole number, as AgentPropertiesFileHandler's converter answers."""
+    from guard.sources.agentconf import heartbeat_retry_sleep_s
+
+    def read(text: str) -> float:
+        path = tmp_path / "agent.properties"
+        path.write_text(text)
+        return heartbeat_retry_sleep_s(read_agent_properties(str(path))[0])
+
+    assert heartbeat_retry_sleep_s(None) == 10.0
+    assert read("host=10.0.0.1\n") == 10.0
+    assert read("kvm.heartbeat.update.retry.sleep=2000\n") == 2.0
+    assert read("kvm.heartbeat.update.retry.sleep = 500 \n") == 0.5
+    for unusable in ("", "   ", "ten", "2.5", "-3", "0x10", "\u0661\u0662"):
+        assert read(f"kvm.heartbeat.update.retry.sleep={unusable}\n") == 10.0, unusable
