@@ -346,7 +346,15 @@ def entry() -> None:
     collector first: otherwise the collector's last pass at exit takes every module's
     reference cycles apart one by one, a seventh of a check's wall time, for memory the
     kernel takes back at once. atexit handlers and the flushing of stdout still run.
-    Callers of main() in a process that goes on are not touched."""
+    Callers of main() in a process that goes on are not touched.
+
+    A name the filesystem holds in another encoding reaches a status line as a lone
+    surrogate; with a strict stdout (PYTHONIOENCODING=utf-8) printing it would fail, so
+    the program's streams write it as a visible escape."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     code = main()
     gc.freeze()
     sys.exit(code)

@@ -94,3 +94,17 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path):
         os.close(writer)
     assert done.stderr == ""
     assert done.returncode == 141
+
+
+def test_a_file_name_in_another_encoding_is_shown_escaped_not_a_crash(tmp_path):
+    """os.fsdecode keeps an undecodable byte as a lone surrogate; a strict stdout
+    (PYTHONIOENCODING=utf-8) could not print it, and the plugin would answer with a
+    traceback instead of its one line."""
+    odd = os.fsdecode(bytes(tmp_path) + b"/agent.log.\xff")
+    os.mkdir(odd)
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
+    done = subprocess.run([sys.executable, "-m", "guard.cli", "analyze", odd], capture_output=True,
+                          timeout=60, cwd=REPO, env=env)
+    assert done.returncode == 3 and done.stderr == b""
+    assert done.stdout.decode("utf-8").startswith("CLOUDSTACK-GUARD UNKNOWN - ")
+    assert b"agent.log.\\udcff: cannot read (Is a directory)" in done.stdout
