@@ -106,6 +106,7 @@ class Client:
                 response = connection.getresponse()
                 status, reason = response.status, response.reason
                 content_type = response.getheader("Content-Type") or ""
+                server_date = response.getheader("Date") or ""
                 body = _body(response)
             finally:
                 connection.close()
@@ -117,7 +118,12 @@ class Client:
             raise ApiError(_os_error(exc)) from None
         except http.client.HTTPException as exc:
             raise ApiError(f"not an HTTP answer ({type(exc).__name__})") from None
-        return _answer(status, reason, content_type, body)
+        try:
+            return _answer(status, reason, content_type, body)
+        except ApiError as exc:
+            if status == 401:
+                raise ApiError(f"{exc}{skew_hint(server_date, time.time())}") from None
+            raise
 
     def list_all(self, command: str, **params: str) -> list[dict[str, Any]]:
         """Every item, page after page, as the server counts them."""
@@ -166,6 +172,26 @@ def _os_error(exc: OSError) -> str:
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve the endpoint's host ({exc.strerror})"
     return f"cannot connect ({exc.strerror or type(exc).__name__})"
+
+
+def skew_hint(server_date: str, now: float) -> str:
+    """Why a signature the server refuses may have been right: with signatureVersion=3
+    ApiServer.verifyRequest refuses a request whose `expires` has passed by its own
+    clock, and `expires` is EXPIRES_S after this host's. A host clock that far behind the
+    server's (the answer's Date header says the server's) makes every request expired."""
+    from datetime import timezone
+    from email.utils import parsedate_to_datetime  # loaded with http.client anyway
+
+    try:
+        stamp = parsedate_to_datetime(server_date)
+        server = (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return ""
+    behind = server - now
+    if behind < EXPIRES_S - 60:
+        return ""
+    return (f"; this host's clock is {behind / 60:.0f} min behind the server's (its HTTP Date), "
+            f"so each request's signature expires before it arrives: check NTP")
 
 
 def _answer(status: int, reason: str, content_type: str, body: bytes) -> dict[str, Any]:

@@ -139,7 +139,8 @@ def test_a_wall_clock_stepped_back_an_hour_then_forward_a_day_restarts_nothing(h
 
         back = _step_and_watch(daemon, clock, port, BACK_S, ("finding", "source-unavailable"))
         assert _changes(back) <= {("finding", "source-unavailable")}, back
-        assert all(SIGNATURE_EXPIRED in e["evidence"] for e in back if e.get("event") == "finding")
+        assert all(SIGNATURE_EXPIRED in e["evidence"] and "60 min behind the server's" in e["evidence"]
+                   for e in back if e.get("event") == "finding"), back
         # Logged after the step, stamped an hour earlier than the agent's start read before it.
         _seen_promptly(daemon, host, clock)
 

@@ -60,3 +60,18 @@ def test_answers_are_read_as_cloudstack_writes_them(status, body, said):
     with pytest.raises(ApiError) as raised:
         _answer(status, "Bad Gateway", "text/html", body)
     assert str(raised.value) == said
+
+
+def test_a_refused_signature_from_a_host_clock_far_behind_says_so():
+    from email.utils import formatdate
+
+    from guard.sources.cloudstack_api import EXPIRES_S, skew_hint
+
+    now = 1_800_000_000.0
+    hint = skew_hint(formatdate(now + 3600, usegmt=True), now)
+    assert "60 min behind the server's" in hint and "check NTP" in hint and "\n" not in hint
+    assert skew_hint(formatdate(now + EXPIRES_S - 120, usegmt=True), now) == "", "the signature was still good"
+    assert skew_hint(formatdate(now - 86400, usegmt=True), now) == "", "ahead: expires is not passed"
+    assert skew_hint("Mon, 01 Jan 2024 00:00:00 -0000", 1704067200.0 - 3600) != ""
+    for broken in ("", "yesterday", "Mon, 99 Foo 2024 99:99:99 GMT", "\x00"):
+        assert skew_hint(broken, now) == "", broken
