@@ -140,7 +140,7 @@ def _chunks(stream: io.BufferedIOBase, report: ReadReport, name: str) -> Iterato
 
 
 def _numbered(stream: io.BufferedIOBase, report: ReadReport, name: str) -> Iterable[tuple[int, str]]:
-    return enumerate(itertools.chain.from_iterable(_chunks(stream, report, name)), 1)
+    return enumerate(map(str.rstrip, itertools.chain.from_iterable(_chunks(stream, report, name))), 1)
 
 
 def iter_events(paths: Iterable[str], problems: Optional[list[str]] = None, *,

@@ -20,12 +20,12 @@ _QUIET_FAST = frozenset(("DEBUG", "INFO ", "TRACE"))
 # Substrings of every INFO/DEBUG message that can make an event; a line with none of
 # them is skipped without further work. Each `in` test costs a quiet line about 35 ns
 # whatever it finds, so keys that share a substring are tried only when a line holds it:
-# a group's anchor is in each of its keys. The pool keys are the four
-# LibvirtStorageAdaptor messages that are events (messages.py), not "storage pool" alone:
-# at DEBUG the adaptor also logs "Trying to fetch storage pool ..." on every pool lookup,
-# four lines in ten of a busy host's log. "removed from libvirt" follows "Storage pool"
-# in its message, and messages.py reads it only there.
+# a group's anchor is in each of its keys. The pool keys are LibvirtStorageAdaptor's
+# messages that are events (messages.py), not "storage pool" alone: at DEBUG the adaptor
+# also logs "Trying to fetch storage pool ..." on every pool lookup, four lines in ten of
+# a busy host's log.
 _QUIET_KEYS = (
+    "removed from libvirt",
     "Agent started",
     "Implementation Version is",
     "Stopping the agent",
@@ -35,8 +35,7 @@ _QUIET_KEYS = (
     "\\n\\tat ",
 )
 _QUIET_GROUPS = (
-    ("torage pool", ("to create storage pool", "existing defined storage pool", "to remove storage pool",
-                     "removed from libvirt")),
+    ("torage pool", ("to create storage pool", "existing defined storage pool", "to remove storage pool")),
     ("Linstor", ("Linstor createStoragePool", "Linstor: Using stor")),
 )
 _HEAD_LEVELS = {f" {level:<5} [": (level in ("DEBUG", "INFO", "TRACE"))
@@ -94,10 +93,10 @@ class Scanner:
         yield from self.close()
 
     def feed(self, numbered: Iterable[tuple[int, str]]) -> Iterator[LogEvent]:
-        """Events of these lines (trailing blanks and CR allowed: they are stripped here,
-        from the lines that need it); an event still collecting its trace stays pending.
-        The quiet line without a key, most of any log, costs one slice, one lookup and
-        the key tests, written out here: a call per line would cost more than they do."""
+        """Events of these lines (stripped of trailing blanks); an event still collecting
+        its trace stays pending. The quiet line without a key, most of any log, costs one
+        slice, one lookup and the key tests, written out here: a call per line would cost
+        more than they do."""
         keys = _QUIET_KEYS
         groups = _QUIET_GROUPS
         levels = _HEAD_LEVELS
@@ -117,9 +116,9 @@ class Scanner:
                                 break
                         else:
                             continue
-                yield from self.header(n, line.rstrip(), None, None)
+                yield from self.header(n, line, None, None)
                 continue
-            yield from self.other(n, line.rstrip())
+            yield from self.other(n, line)
 
     def close(self) -> list[LogEvent]:
         pending, self.pending = self.pending, None

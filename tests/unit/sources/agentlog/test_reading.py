@@ -87,3 +87,24 @@ def test_read_agent_log_current_file_is_a_directory(tmp_path):
     write(tmp_path / "agent.log.1", start_line("rotated"))
     events, status = read_agent_log(str(base))
     assert not status.ok and versions(events) == ["rotated"]
+
+
+def test_every_grouped_quiet_key_holds_its_anchor():
+    """A key is tried only when its group's anchor is in the line: a key without it
+    would never be found, and its events never made."""
+    from guard.sources.agentlog.scanner import _QUIET_GROUPS, _QUIET_KEYS
+
+    for anchor, keys in _QUIET_GROUPS:
+        assert keys and all(anchor in key for key in keys), (anchor, keys)
+    grouped = [key for _, keys in _QUIET_GROUPS for key in keys]
+    assert len(set(grouped) | set(_QUIET_KEYS)) == len(grouped) + len(_QUIET_KEYS)
+
+
+def test_a_quiet_line_is_an_event_by_its_key_wherever_in_the_line_it_is(tmp_path):
+    """Kept from before the keys were grouped: 'removed from libvirt' alone keys a line,
+    and a heartbeat message on a quiet line holding it is still read."""
+    line = ("2026-01-01 10:00:00,000 INFO  [kvm.resource.KVMHAMonitor] (Thread-9:null) (logid:) "
+            "Write heartbeat for pool [p1] failed: removed from libvirt; try: 1 of 5.\n")
+    (tmp_path / "agent.log").write_text(line)
+    kinds = [e.kind for e in iter_events([str(tmp_path / "agent.log")])]
+    assert kinds == ["heartbeat-failure"]
