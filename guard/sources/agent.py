@@ -91,12 +91,9 @@ def _established(tree: list[psutil.Process]) -> tuple[list[Remote], bool]:
     """The remote ends of the tree's established TCP connections, and whether some of
     its sockets could not be seen. sock_diag first (guard/sources/sockdiag.py says why),
     psutil's reading of /proc/net where netlink is not allowed."""
-    try:
-        found = established(p.pid for p in tree)
-    except PermissionError:
-        return [], True
+    found = established(p.pid for p in tree)
     if found is not None:
-        return found, False
+        return found
     remotes, hidden = [], False
     for proc in tree:
         try:

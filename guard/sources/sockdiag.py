@@ -25,6 +25,7 @@ NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x300
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
+NLM_F_DUMP_INTR = 0x10
 TCP_ESTABLISHED = 1
 DEADLINE_S = 2.0
 """The whole dump's; a kernel that never says DONE must not keep a check reading."""
@@ -47,15 +48,19 @@ class Unavailable(Exception):
     the caller asks /proc instead."""
 
 
-def socket_inodes(pids: Iterable[int]) -> set[int]:
-    """The socket inodes the processes hold open. PermissionError when they are another
-    user's (the caller says it cannot see them); a process that exited holds none."""
+def socket_inodes(pids: Iterable[int]) -> tuple[set[int], bool]:
+    """The socket inodes the processes hold open, and whether some process's could not
+    be seen (another user's: the caller says so); a process that exited holds none."""
     found = set()
+    hidden = False
     for pid in pids:
         fd_dir = f"/proc/{pid}/fd"
         try:
             names = os.listdir(fd_dir)
         except FileNotFoundError:
+            continue
+        except PermissionError:
+            hidden = True
             continue
         for name in names:
             try:
@@ -64,7 +69,7 @@ def socket_inodes(pids: Iterable[int]) -> set[int]:
                 continue
             if target.startswith("socket:[") and target.endswith("]"):
                 found.add(int(target[8:-1]))
-    return found
+    return found, hidden
 
 
 def _address(family: int, raw: bytes) -> str:
@@ -113,14 +118,18 @@ def parse(data: bytes, family: int, found: list[tuple[int, Remote]]) -> bool:
     True once the dump has ended. Unavailable for anything the kernel would not send."""
     offset = 0
     while offset + _HEADER.size <= len(data):
-        length, kind, _flags, _seq, _pid = _HEADER.unpack_from(data, offset)
+        length, kind, flags, _seq, _pid = _HEADER.unpack_from(data, offset)
         if length < _HEADER.size or offset + length > len(data):
             raise Unavailable(f"sock_diag message of {length} bytes in a {len(data)}-byte read")
+        if flags & NLM_F_DUMP_INTR:
+            raise Unavailable("sock_diag dump interrupted: the socket table changed under it")
         payload, size = offset + _HEADER.size, length - _HEADER.size
+        code = _ERRNO.unpack_from(data, payload)[0] if size >= _ERRNO.size else 0
         if kind == NLMSG_DONE:
+            if code < 0:  # the dump's own error, when it ended early
+                raise Unavailable(f"sock_diag dump ended early (error {-code})")
             return True
         if kind == NLMSG_ERROR:
-            code = _ERRNO.unpack_from(data, payload)[0] if size >= _ERRNO.size else 0
             raise Unavailable(f"sock_diag refused the dump (error {-code})")
         if size >= _MESSAGE.size:
             fields = _MESSAGE.unpack_from(data, payload)
@@ -131,15 +140,15 @@ def parse(data: bytes, family: int, found: list[tuple[int, Remote]]) -> bool:
     return False
 
 
-def established(pids: Iterable[int]) -> Optional[list[Remote]]:
+def established(pids: Iterable[int]) -> Optional[tuple[list[Remote], bool]]:
     """The remote ends of the processes' established TCP connections (IPv4-mapped IPv6
-    written as IPv4), or None when sock_diag cannot answer here. PermissionError when
-    their file descriptors are another user's."""
-    inodes = socket_inodes(pids)
+    written as IPv4) and whether some process's sockets could not be seen (another
+    user's); None when sock_diag cannot answer here."""
+    inodes, hidden = socket_inodes(pids)
     if not inodes:
-        return []
+        return [], hidden
     try:
         dumped = _dump(socket.AF_INET) + _dump(socket.AF_INET6)
     except Unavailable:
         return None
-    return [remote for inode, remote in dumped if inode in inodes]
+    return [remote for inode, remote in dumped if inode in inodes], hidden

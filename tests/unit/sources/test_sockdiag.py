@@ -54,9 +54,10 @@ def _psutil_view() -> set[Remote]:
 
 
 def test_sock_diag_sees_what_proc_net_shows(connections: set[Remote]) -> None:
-    found = sockdiag.established([os.getpid()])
-    assert found is not None, "sock_diag refused on this machine"
-    assert connections <= set(found)
+    answer = sockdiag.established([os.getpid()])
+    assert answer is not None, "sock_diag refused on this machine"
+    found, hidden = answer
+    assert not hidden and connections <= set(found)
     assert set(found) == _psutil_view()
 
 
@@ -67,14 +68,30 @@ def test_a_process_without_sockets_has_no_connections(tmp_path) -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
-        assert sockdiag.established([child.pid]) == []
+        assert sockdiag.established([child.pid]) == ([], False)
     finally:
         child.kill()
         child.wait(timeout=10)
 
 
 def test_a_gone_process_holds_nothing() -> None:
-    assert sockdiag.socket_inodes([2 ** 22 + 12345]) == set()
+    assert sockdiag.socket_inodes([2 ** 22 + 12345]) == (set(), False)
+
+
+def test_a_dump_that_ended_early_or_was_interrupted_is_not_taken_as_whole() -> None:
+    """The kernel ends an aborted dump with DONE carrying a negative errno, and flags
+    a dump the socket table changed under: either way the caller reads /proc instead
+    of judging from half the sockets."""
+    header = sockdiag._HEADER
+    done = header.pack(header.size + 4, sockdiag.NLMSG_DONE, 0x2, 1, 0) + sockdiag._ERRNO.pack(0)
+    assert sockdiag.parse(done, socket.AF_INET, []) is True
+    aborted = header.pack(header.size + 4, sockdiag.NLMSG_DONE, 0x2, 1, 0) + sockdiag._ERRNO.pack(-errno.EINTR)
+    with pytest.raises(sockdiag.Unavailable, match="ended early"):
+        sockdiag.parse(aborted, socket.AF_INET, [])
+    interrupted = header.pack(header.size + 4, sockdiag.NLMSG_DONE, 0x2 | sockdiag.NLM_F_DUMP_INTR, 1, 0) \
+        + sockdiag._ERRNO.pack(0)
+    with pytest.raises(sockdiag.Unavailable, match="interrupted"):
+        sockdiag.parse(interrupted, socket.AF_INET, [])
 
 
 def test_without_netlink_the_agent_s_connections_come_from_proc_net(
