@@ -92,8 +92,10 @@ def _event(line: bytes, path: str, offset: int) -> Optional[LogEvent]:
                     adaptor=ADAPTOR, detail=f"{ADAPTOR}.createStoragePool")
 
 
-def _scan(stream: BinaryIO, start: int, since: float, path: str) -> tuple[list[LogEvent], int, bool]:
-    """Create lines from `start` on; where the last whole line read ends; whether the scan
+def _scan(stream: BinaryIO, start: int, since: float, path: str,
+          written_after: float = math.inf) -> tuple[list[LogEvent], int, bool]:
+    """Create lines from `start` on, stamped at `since` or later or lying at
+    `written_after` or beyond; where the last whole line read ends; whether the scan
     stopped at MAX_SCAN_BYTES with more to read. An event's `line` is its byte offset: the
     file has no line numbers worth counting."""
     events: list[LogEvent] = []
@@ -116,7 +118,8 @@ def _scan(stream: BinaryIO, start: int, since: float, path: str) -> tuple[list[L
             begin = data.rfind(b"\n", 0, found) + 1
             end = data.find(b"\n", found)
             event = _event(data[begin:end], path, base + begin)
-            if event is not None and event.ts is not None and event.ts >= since:
+            if event is not None and event.ts is not None and (
+                    event.ts >= since or event.line >= written_after):
                 events.append(event)
             found = data.find(_MARK, end)
     return events, position - len(carry), True
@@ -133,6 +136,9 @@ class StorPoolLog:
         self._since: Optional[float] = None
         self._identity: tuple[int, int] = (0, 0)
         self._offset = 0
+        self._written_after = 0
+        """The file's size when this agent's reading began: what lies beyond was written
+        while it ran, whatever its stamp says."""
 
     def read(self, since: float) -> tuple[list[LogEvent], SourceStatus]:
         """A host without StorPool has no such file: that is not a failure, the source
@@ -141,15 +147,15 @@ class StorPoolLog:
             with open(self.path, "rb") as stream:
                 info = os.fstat(stream.fileno())
                 identity = (info.st_dev, info.st_ino)
-                fresh = since != self._since or identity != self._identity or info.st_size < self._offset
-                if fresh:
+                if since != self._since or identity != self._identity or info.st_size < self._offset:
                     self.events, self._since, self._identity = [], since, identity
                     self._offset = _bisect(stream, info.st_size, since)
-                # Reading on, a line is after the agent's start by its place in the file,
-                # whatever its stamp says: the wall clock may have been stepped back since
-                # the start was read (the daemon reads it once).
-                new, self._offset, more = _scan(stream, self._offset, since if fresh else -math.inf,
-                                                self.path)
+                    self._written_after = info.st_size
+                # A line appended since this agent's reading began is its own by its place
+                # in the file, whatever its stamp says: the wall clock may have been
+                # stepped back since the start was read (the daemon reads it once). What
+                # was there before (the bisection can land early) goes by its stamp.
+                new, self._offset, more = _scan(stream, self._offset, since, self.path, self._written_after)
         except FileNotFoundError:
             self.events, self._since = [], None
             return [], SourceStatus(SOURCE_NAME, True, f"{self.path} absent: no StorPool adaptor wrote here",

@@ -172,3 +172,24 @@ def test_reading_on_a_line_stamped_before_the_start_after_a_step_back_is_kept(tm
     assert [e.pool_uuid for e in reader.read(T0)[0]] == [SP, OTHER]
     assert [e.pool_uuid for e in StorPoolLog(str(log)).read(T0)[0]] == [SP], (
         "a fresh read has only the stamps to go by")
+
+
+def test_lines_that_were_there_before_the_reading_began_go_by_their_stamps_however_far_it_reads(
+        tmp_path, monkeypatch):
+    """The bisection can land early (a stretch of unstamped junk, a crash's NUL hole): a
+    first scan that stops at its byte budget must not let the next reads take an earlier
+    agent's pools, further on, as this one's."""
+    from guard.sources import storpoollog
+
+    monkeypatch.setattr(storpoollog, "_BLOCK", 4096)
+    monkeypatch.setattr(storpoollog, "MAX_SCAN_BYTES", 4096)
+    log = tmp_path / "storpool-agent.log"
+    junk = "\x00" * 64 + "\n"
+    write(log, create(T0 - 7200, OTHER), *([junk] * 4000), create(T0 - 3600, OTHER), create(T0 + 5, SP))
+    reader = StorPoolLog(str(log))
+    seen = set()
+    for _ in range(100):
+        seen.update(e.pool_uuid for e in reader.read(T0)[0])
+    assert seen == {SP}, seen
+    write(log, create(T0 + 10 - 3600, OTHER), mode="a")
+    assert {e.pool_uuid for e in reader.read(T0)[0]} == {SP, OTHER}, "appended since: by its place"
