@@ -11,6 +11,7 @@ from typing import Optional
 
 from guard import logsetup, notify
 from guard import store as history_store
+from guard.backends import all_backends
 from guard.config import Config, ConfigError, load_config, parse_listen
 from guard.history import History
 from guard.model import SourceStatus
@@ -133,6 +134,10 @@ class Daemon:
 
 
 def run(config_path: Optional[str], log_format: str) -> int:
+    # Every backend is loaded now, not at the first pool of its type: a package upgrade
+    # replaces the files before it restarts the daemon, and a module loaded then would
+    # be the new one beside the old ones already in memory.
+    all_backends()
     logsetup.configure(log_format)
     log = logsetup.get_logger()
     try:
