@@ -243,10 +243,11 @@ class Snapshot:
     """When the management listing was read, if earlier than `now` (the daemon judges a
     cached listing many times): only a new listing confirms an absence."""
     log_cursor: Optional[LogCursor] = None
-    heartbeat_retry_s: float = HEARTBEAT_RETRY_SLEEP_S
-    """kvm.heartbeat.update.retry.sleep as the agent reads it from agent.properties."""
     """Where this reading of the agent log stopped, for the next reader (the history
     keeps it); None when the log was not read to its end."""
+    heartbeat_retry_s: float = HEARTBEAT_RETRY_SLEEP_S
+    """kvm.heartbeat.update.retry.sleep as the agent read it from agent.properties (at
+    its start: KVMHABase reads it once)."""
 
     def source(self, name: str) -> Optional[SourceStatus]:
         return next((s for s in self.sources if s.name == name), None)

@@ -31,11 +31,12 @@ from .state import CURSOR_SAVE_S, State
 COALESCE_S = 0.005
 """Changes arriving together (a pool event and the listing it triggers) are judged once."""
 RETRY_REFUSED_S = 2.0
-RETRY_REFUSED_FLOOR_S = 0.5
+RETRY_REFUSED_FLOOR_S = 1.0
 """A refusal is looked at again no slower than the HA monitor's retry sleep (the agent's
 kvm.heartbeat.update.retry.sleep, Snapshot.heartbeat_retry_s): work in flight that ends
 while a heartbeat fails must leave time to restart before its last try. Never faster
-than this, whatever the setting."""
+than this, jitter included, whatever the setting: each look reads the gates (libvirt's
+domain jobs, the management server's cluster listing)."""
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,7 @@ class Judging:
             retry = max(0.05, decision.wait_until - time.time())
         else:
             self.refused_backoff.cap = max(RETRY_REFUSED_FLOOR_S, snap.heartbeat_retry_s)
-            retry = self.refused_backoff.next()
+            retry = max(RETRY_REFUSED_FLOOR_S, self.refused_backoff.next())
         if decision.refused_by and decision.refused_by.gate in ("in-flight", "cluster", "window"):
             asyncio.get_running_loop().call_later(retry, rt.dirty.set)
 

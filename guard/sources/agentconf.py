@@ -236,16 +236,20 @@ def _decode(data: bytes) -> str:
         return data.decode("latin-1")
 
 
+_JAVA_LONG_MAX = 2**63 - 1
+
+
 def heartbeat_retry_sleep_s(props: Optional[AgentProperties]) -> float:
     """kvm.heartbeat.update.retry.sleep in seconds, as KVMHABase reads it through
     AgentPropertiesFileHandler.getPropertyValue: milliseconds as a Long, and the default
     (10000) when the file or the key is missing, the value blank, or not a number
-    (commons-beanutils' LongConverter with a default answers the default). A negative
-    sleep, which Thread.sleep refuses, is taken as the default too."""
+    (commons-beanutils' LongConverter with a default answers the default), as is one past
+    a Long. A negative sleep, which Thread.sleep refuses, is taken as the default too.
+    The agent reads it once, at its start: an edit takes effect at its next restart."""
     raw = props.values.get("kvm.heartbeat.update.retry.sleep", "") if props else ""
     text = raw.strip()
     digits = text[1:] if text[:1] == "+" else text
-    if not digits.isascii() or not digits.isdigit():
+    if not digits.isascii() or not digits.isdigit() or int(digits) > _JAVA_LONG_MAX:
         return HEARTBEAT_RETRY_SLEEP_S
     return int(digits) / 1000.0
 

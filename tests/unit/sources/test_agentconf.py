@@ -277,5 +277,5 @@ def test_the_heartbeat_retry_sleep_is_read_as_the_agent_reads_it(tmp_path):
     assert read("host=10.0.0.1\n") == 10.0
     assert read("kvm.heartbeat.update.retry.sleep=2000\n") == 2.0
     assert read("kvm.heartbeat.update.retry.sleep = 500 \n") == 0.5
-    for unusable in ("", "   ", "ten", "2.5", "-3", "0x10", "\u0661\u0662"):
+    for unusable in ("", "   ", "ten", "2.5", "-3", "0x10", "\u0661\u0662", str(2**63)):
         assert read(f"kvm.heartbeat.update.retry.sleep={unusable}\n") == 10.0, unusable
