@@ -326,16 +326,42 @@ def main(argv: Optional[list[str]] = None) -> int:
         return code
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # `analyze ... | head`: the reader has what it wanted. Quiet, as Unix tools are,
-        # and stdout pointed at /dev/null so the interpreter's final flush cannot fail.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + 13
+    except BrokenPipeError as exc:
+        if _stdout_gone():
+            return _reader_gone()
+        return _internal_error(exc, args)
     except Exception as exc:  # noqa: BLE001 - a plugin must answer UNKNOWN, not crash
-        import traceback
+        return _internal_error(exc, args)
 
-        traceback.print_exc(file=sys.stderr)
+
+def _stdout_gone() -> bool:
+    """Whether the broken pipe was stdout's: a pipe whose reader has closed it polls as
+    an error. One elsewhere (a probe's socket) is an internal error, said as one."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _reader_gone() -> int:
+    """`analyze ... | head`: the reader has what it wanted. Quiet, as Unix tools are,
+    with stdout pointed at /dev/null so the interpreter's last flush cannot fail."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 128 + 13
+
+
+def _internal_error(exc: BaseException, args: argparse.Namespace) -> int:
+    import traceback
+
+    traceback.print_exc(file=sys.stderr)
+    try:
         return _unknown(f"internal error: {type(exc).__name__}: {exc}", getattr(args, "json", False))
+    except BrokenPipeError:
+        return _reader_gone()
 
 
 def entry() -> None:

@@ -108,3 +108,15 @@ def test_a_file_name_in_another_encoding_is_shown_escaped_not_a_crash(tmp_path):
     assert done.returncode == 3 and done.stderr == b""
     assert done.stdout.decode("utf-8").startswith("CLOUDSTACK-GUARD UNKNOWN - ")
     assert b"agent.log.\\udcff: cannot read (Is a directory)" in done.stdout
+
+
+def test_a_broken_pipe_that_is_not_stdout_s_is_an_internal_error(monkeypatch, capsys):
+    """A probe's socket, say: the plugin still answers UNKNOWN with its one line."""
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "cmd_check", broken)
+    assert cli.main(["check", "--json"]) == 3
+    out = capsys.readouterr()
+    assert '"status": "UNKNOWN"' in out.out and "internal error: BrokenPipeError" in out.out
+    assert "Traceback" in out.err
