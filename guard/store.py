@@ -15,6 +15,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from typing import Optional
 
 from guard.atomic import write_atomic
 from guard.history import History, from_json, to_json
@@ -43,14 +44,19 @@ def locked(state_dir: str, wait: float = LOCK_WAIT_S) -> Iterator[None]:
     longer than `wait` raises TimeoutError rather than hanging the caller.
 
     On a read-only state_dir (a disk the kernel remounted read-only) nobody can change
-    the history, so there is nothing to serialise: the caller reads it unlocked and its
-    save fails, saying why, rather than losing the history it could still read."""
+    the history: the lock is taken on the file as it is, for reading, or not at all when
+    there is none, and the caller's save fails, saying why, rather than the history it
+    could still read being lost."""
     ensure_state_dir(state_dir)
+    path = os.path.join(state_dir, LOCK_NAME)
+    fd: Optional[int]
     try:
-        fd = os.open(os.path.join(state_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         if exc.errno != errno.EROFS:
             raise
+        fd = _read_only_lock(path)
+    if fd is None:
         yield
         return
     try:
@@ -67,6 +73,13 @@ def locked(state_dir: str, wait: float = LOCK_WAIT_S) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _read_only_lock(path: str) -> Optional[int]:
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
 
 
 def load(state_dir: str) -> tuple[History, SourceStatus]:
