@@ -44,7 +44,7 @@ from tests.support.emulators.agent_model import ADAPTOR, LINSTOR, STORPOOL, Agen
 
 T0 = 1_700_000_000.0
 STORPOOL_LOG = "/var/log/cloudstack/agent/storpool-agent.log"
-MODEL_BOOT = "00000000-model-boot-0000-000000000000"
+MODEL_BOOT = "00000000-model-boot-0000"
 PROBE_STATUS = {"up": "healthy", "down": "refused", "hung": "timeout"}
 EXCEPTION = {"down": "javax.ws.rs.ProcessingException: java.net.ConnectException: Connection refused",
              "hung": "javax.ws.rs.ProcessingException: java.net.SocketTimeoutException: Read timed out"}
@@ -83,7 +83,11 @@ class World:
     restart_clock: RestartClock = field(default_factory=RestartClock)
     """The daemon's timing of restarts on the monotonic clock (guard/elapsed.py)."""
     timed_restarts: list[float] = field(default_factory=list)
-    """Real times of the restarts this guard run decided, the history still holding them."""
+    """Real times of the restarts the guard decided in this boot, the history still
+    holding them."""
+    boot_number: int = 0
+    booted_at: float = 0.0
+    """The model's real time when the host last booted: the boot clock counts from it."""
 
     def __post_init__(self) -> None:
         self.agent_started[self.model.agent.incarnation] = self.now
@@ -171,8 +175,18 @@ class World:
         self.restart_clock = RestartClock()
 
     def boot(self) -> BootClock:
-        """The host's boot clock: the model's real time (the host never reboots here)."""
-        return BootClock(MODEL_BOOT, self.real_time())
+        return BootClock(f"{MODEL_BOOT}-{self.boot_number}", self.real_time() - self.booted_at)
+
+    def host_rebooted(self) -> None:
+        """The host boots again: a new boot id and boot clock, a new guard, the agent
+        started afresh. The restarts of the earlier boot are timed on the wall clock
+        from now on (nothing else spans a reboot), so the limits are asserted in real
+        time only for the restarts of this boot."""
+        self.boot_number += 1
+        self.booted_at = self.real_time()
+        self.guard_restarted()
+        self.timed_restarts = []
+        self.apply("restart_agent")
 
     def real_time(self) -> float:
         """What the monotonic clock reads: the wall clock without its steps."""
@@ -279,8 +293,9 @@ class World:
         old = self.incarnation()
         self.restart_clock.started(self.now, self.real_time())
         self.timed_restarts.append(self.real_time())
+        boot = self.boot()
         asked = RestartRecord(at=self.now, reason="model", old_pid=old.pid, pools=decision.pools,
-                              boot_id=MODEL_BOOT, boot_s=self.real_time())
+                              boot_id=boot.boot_id, boot_s=boot.seconds)
         self.history = record_restart(self.history, asked)
         self.apply("restart_agent")
         self.restarts.append(self.now)

@@ -123,6 +123,11 @@ class DecisionMachine(RuleBasedStateMachine):
         self.world.guard_restarted()
 
     @rule()
+    def host_rebooted(self):
+        """A new boot: a new boot clock, guard and agent (guard/elapsed.py)."""
+        self.world.host_rebooted()
+
+    @rule()
     def vm_stop(self):
         self.world.vm_stop()
 
