@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 # and `analyze`, run on gigabytes, must not pay for the others' (asyncio and every
 # backend for probe, structlog for run, systemd gates for restart-agent).
 
+ANALYZE_WORKERS = 4
 PROBE_SCHEMES = "http://, https://, nfs://, rbd://, iscsi://, gluster://, storpool://, powerflex://"
 """The URL schemes `probe` takes, for its help: written out so the parser is built without
 importing every backend (tests/unit/test_cli.py holds it to the backends' own list)."""
@@ -124,7 +125,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if "-" in args.files:
         analysis.feed_all(parse_lines(sys.stdin, "<stdin>"))
         sources.append("<stdin>")
-    analysis.feed_all(iter_events(ordered(paths)))
+    # analyze runs no threads of its own, so a big plain file may be sieved in forked
+    # workers (guard/sources/agentlog/sieve.py), a few at most: it is an operator's tool
+    # on a host that runs VMs.
+    analysis.feed_all(iter_events(ordered(paths), workers=min(ANALYZE_WORKERS, os.cpu_count() or 1)))
     sources += paths
     findings = analysis.findings()
     elapsed = time.monotonic() - started

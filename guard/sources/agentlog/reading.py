@@ -23,6 +23,8 @@ MAX_LINE_BYTES = 64 * 1024
 JSON line must not make the reader hold megabytes for one line."""
 
 READ_CHUNK = 1024 * 1024
+SIEVE_MIN_BYTES = 64 * 1024 * 1024
+"""A smaller file is read in this process: starting the workers would cost more."""
 GZIP_MAGIC = b"\x1f\x8b"
 READ_ERRORS = (OSError, EOFError, zlib.error, ValueError)
 
@@ -34,6 +36,9 @@ class ReadReport:
         self.files: list[str] = []
         self.lines = 0
         self.problems: list[str] = [] if problems is None else problems
+
+    def stopped(self, name: str, line: int, reason: str) -> None:
+        self.problems.append(f"{name}: read stopped at line {line} ({reason})")
 
 
 def _reason(exc: BaseException) -> str:
@@ -83,31 +88,40 @@ def open_log(path: str, report: Optional[ReadReport] = None) -> Optional[LogFile
     return LogFile(path, raw, magic == GZIP_MAGIC)
 
 
-def _iter_file(path: str, report: ReadReport, now: float) -> Iterator[LogEvent]:
+def _iter_file(path: str, report: ReadReport, now: float, workers: int) -> Iterator[LogEvent]:
     opened = open_log(path, report)
     if opened is None:
         return
     try:
         report.files.append(path)
-        yield from Scanner(path, now).run(_numbered(opened.stream, report, path))
+        if workers > 1 and not opened.gzipped and os.fstat(opened.raw.fileno()).st_size >= SIEVE_MIN_BYTES:
+            from .sieve import sieved_events
+
+            yield from sieved_events(opened.raw, path, report, Scanner(path, now), workers)
+        else:
+            yield from Scanner(path, now).run(_numbered(opened.stream, report, path))
     finally:
         opened.close()
 
 
-def _chunks(stream: io.BufferedIOBase, report: ReadReport, name: str) -> Iterator[list[str]]:
+def _chunks(stream: io.BufferedIOBase, report: ReadReport, name: str,
+            limit: Optional[int] = None) -> Iterator[list[str]]:
     """The lines of a file read whole (analyze, rotated files), a megabyte at a time,
     split and decoded in C: most of `analyze`'s speed on a log of gigabytes. Decoded
     leniently and capped as Lines does; the place of each line is not kept (a reader
-    that must go on later uses Lines)."""
+    that must go on later uses Lines). With `limit`, no more than that many bytes are
+    read (a range of whole lines, guard/sources/agentlog/sieve.py)."""
     count = 0
+    left = -1 if limit is None else limit
     carry = b""
     skipping = False
     """In a line longer than MAX_LINE_BYTES, whose start was already given."""
     try:
-        while True:
-            chunk = stream.read1(READ_CHUNK)
+        while left != 0:
+            chunk = stream.read1(READ_CHUNK if left < 0 else min(READ_CHUNK, left))
             if not chunk:
                 break
+            left = left - len(chunk) if left > 0 else left
             if skipping:
                 end = chunk.find(b"\n")
                 if end < 0:
@@ -134,28 +148,31 @@ def _chunks(stream: io.BufferedIOBase, report: ReadReport, name: str) -> Iterato
             count += 1
             yield [carry[:MAX_LINE_BYTES].decode("utf-8", "replace")]
     except READ_ERRORS as exc:
-        report.problems.append(f"{name}: read stopped at line {count + 1} ({_reason(exc)})")
+        report.stopped(name, count + 1, _reason(exc))
     finally:
         report.lines += count
 
 
-def _numbered(stream: io.BufferedIOBase, report: ReadReport, name: str) -> Iterable[tuple[int, str]]:
-    return enumerate(map(str.rstrip, itertools.chain.from_iterable(_chunks(stream, report, name))), 1)
+def _numbered(stream: io.BufferedIOBase, report: ReadReport, name: str,
+              limit: Optional[int] = None) -> Iterable[tuple[int, str]]:
+    return enumerate(map(str.rstrip, itertools.chain.from_iterable(_chunks(stream, report, name, limit))), 1)
 
 
 def iter_events(paths: Iterable[str], problems: Optional[list[str]] = None, *,
-                now: Optional[float] = None) -> Iterator[LogEvent]:
+                now: Optional[float] = None, workers: int = 1) -> Iterator[LogEvent]:
     """Events of the files in the order given (plain or gzip, told by magic bytes).
 
     Never raises for content or I/O: a file that cannot be opened or read to its end is
     described in `problems` (when given, as soon as it happens) and the events before the
     fault still come out. `now` anchors the year of syslog stamps that lack one; default:
-    the current time.
+    the current time. With `workers` > 1, a big plain file's lines are sieved in that
+    many processes (sieve.py): only for a caller with no threads of its own, since the
+    workers are forked.
     """
     report = ReadReport(problems)
     when = time.time() if now is None else now
     for path in paths:
-        yield from _iter_file(path, report, when)
+        yield from _iter_file(path, report, when, workers)
 
 
 def parse_lines(lines: Iterable[str], file: str = "", *,

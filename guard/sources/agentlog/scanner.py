@@ -120,6 +120,13 @@ class Scanner:
                 continue
             yield from self.other(n, line)
 
+    def skipped_quiet(self) -> list[LogEvent]:
+        """What quiet lines without a key do to the reading, however many: a pending
+        trace ends, and what follows is no trace of theirs (sieve.py skips them)."""
+        events = self.close() if self.pending is not None else []
+        self.mode = _SKIP
+        return events
+
     def close(self) -> list[LogEvent]:
         pending, self.pending = self.pending, None
         self.mode = _NONE
