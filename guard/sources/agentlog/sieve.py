@@ -103,7 +103,16 @@ def sieved_events(raw: io.BufferedReader, path: str, report: ReadReport, scanner
     them; a read that stops is said in `report` at the line it stopped at, and the
     lines after it are not read."""
     ranges = _bounds(raw, _size(raw))
-    children = [_Child(path, ranges[i::workers]) for i in range(min(workers, len(ranges)))]
+    children: list[_Child] = []
+    try:
+        for i in range(min(workers, len(ranges))):
+            children.append(_Child(path, ranges[i::workers]))
+    except OSError:  # no more processes allowed (RLIMIT_NPROC, a cgroup's pids.max)
+        for child in children:
+            child.end()
+        raw.seek(0)
+        yield from scanner.run(_numbered(raw, report, path))
+        return
     before = last = 0
     try:
         for k in range(len(ranges)):

@@ -104,3 +104,21 @@ def test_a_range_whose_read_stopped_ends_the_file_at_its_line(blocks, tmp_path, 
     sequential, _ = _read(log, 1)
     kept = [e for e in sequential if e.line <= before + 10]
     assert events and events == kept[:len(events)] and all(e.line <= before + 10 for e in events)
+
+
+def test_where_no_process_may_be_forked_the_file_is_read_here(blocks, tmp_path, monkeypatch):
+    """RLIMIT_NPROC or a cgroup's pids.max reached: the same events, read in this process."""
+    import errno
+    import os
+
+    log = tmp_path / "agent.log"
+    log.write_text("".join(blocks) * 2, encoding="utf-8")
+    monkeypatch.setattr(reading, "SIEVE_MIN_BYTES", 0)
+    monkeypatch.setattr(sieve, "RANGE_BYTES", 4096)
+    sequential = _read(log, 1)
+
+    def refused() -> int:
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    monkeypatch.setattr(sieve.os, "fork", refused)
+    assert _read(log, 2) == sequential
