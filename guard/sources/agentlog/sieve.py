@@ -23,7 +23,7 @@ import os
 import pickle
 import signal
 from collections.abc import Iterator
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO, NoReturn, Optional
 
 from guard.model import LogEvent
 
@@ -65,16 +65,16 @@ class _Stop(ReadReport):
         self.at = (line, reason)
 
 
-def sieve_range(path: str, start: int, end: Optional[int]) -> Sieved:
-    """In a worker: the lines of [start, end) (to the end of the file when end is None)
+def sieve_range(source: str, start: int, end: Optional[int]) -> Sieved:
+    """In a worker: the lines of [start, end) of `source` (to its end when end is None)
     that are not quiet lines without a key, numbered from 1 within the range; how many
     lines the range has; and where its read stopped, if it did."""
     report = _Stop()
     sieve = _Sieve()
     try:
-        with open(path, "rb") as stream:
+        with open(source, "rb") as stream:
             stream.seek(start)
-            for _ in sieve.feed(_numbered(stream, report, path, None if end is None else end - start)):
+            for _ in sieve.feed(_numbered(stream, report, source, None if end is None else end - start)):
                 pass
     except OSError as exc:
         report.at = (report.lines + 1, exc.strerror or type(exc).__name__)
@@ -101,22 +101,24 @@ def sieved_events(raw: io.BufferedReader, path: str, report: ReadReport, scanner
                   workers: int) -> Iterator[LogEvent]:
     """The events of the plain file `raw` is open on, as Scanner.run over its lines gives
     them; a read that stops is said in `report` at the line it stopped at, and the
-    lines after it are not read."""
+    lines after it are not read. Where no worker can be forked, or one dies, the file
+    is read on in this process from the first range not yet read."""
     ranges = _bounds(raw, _size(raw))
     children: list[_Child] = []
-    try:
-        for i in range(min(workers, len(ranges))):
-            children.append(_Child(path, ranges[i::workers]))
-    except OSError:  # no more processes allowed (RLIMIT_NPROC, a cgroup's pids.max)
-        for child in children:
-            child.end()
-        raw.seek(0)
-        yield from scanner.run(_numbered(raw, report, path))
-        return
     before = last = 0
+    done = 0
     try:
-        for k in range(len(ranges)):
-            kept, count, stopped = children[k % len(children)].next()
+        try:
+            for i in range(min(workers, len(ranges))):
+                children.append(_Child(raw.fileno(), ranges[i::workers]))
+        except OSError:  # no more processes allowed (RLIMIT_NPROC, a cgroup's pids.max)
+            _end(children)
+        while children and done < len(ranges):
+            result = children[done % len(children)].next()
+            if result is None:
+                _end(children)
+                break
+            kept, count, stopped = result
             run: Kept = []
             for n, line in kept:
                 n += before
@@ -128,44 +130,66 @@ def sieved_events(raw: io.BufferedReader, path: str, report: ReadReport, scanner
                 last = n
             yield from scanner.feed(run)
             before += count
+            done += 1
             if stopped is not None:
                 report.stopped(path, before - count + stopped[0], stopped[1])
-                break
+                done = len(ranges)
+        if done < len(ranges):
+            if before > last:
+                yield from scanner.skipped_quiet()
+            raw.seek(ranges[done][0])
+            rest = _Offset(report, before)
+            yield from scanner.feed((n + before, line) for n, line in _numbered(raw, rest, path))
+            before = last = before + rest.lines
     finally:
-        for child in children:
-            child.end()
+        _end(children)
+        report.lines += before
     if before > last:
         yield from scanner.skipped_quiet()
     yield from scanner.close()
-    report.lines += before
+
+
+class _Offset(ReadReport):
+    """A report for reading on from line `before` + 1: a stop is said at its line in
+    the whole file."""
+
+    def __init__(self, report: ReadReport, before: int) -> None:
+        super().__init__(report.problems)
+        self.before = before
+
+    def stopped(self, name: str, line: int, reason: str) -> None:
+        super().stopped(name, self.before + line, reason)
 
 
 class _Child:
     """A forked worker sieving its share of the ranges, in order, into a pipe."""
 
-    def __init__(self, path: str, ranges: list[tuple[int, Optional[int]]]) -> None:
+    def __init__(self, file_fd: int, ranges: list[tuple[int, Optional[int]]]) -> None:
         read_end, write_end = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:  # the child: sieve, write, and never return into the caller
-            status = 0
-            try:
-                os.close(read_end)
-                with os.fdopen(write_end, "wb") as out:
-                    for start, end in ranges:
-                        pickle.dump(sieve_range(path, start, end), out, pickle.HIGHEST_PROTOCOL)
-            except BaseException:  # noqa: BLE001 - the parent sees the pipe end early
-                status = 1
-            finally:
-                os._exit(status)
+        # Ctrl-C must not reach a child before it has stopped listening for it, nor
+        # run the caller's code in it: blocked across the fork, ignored in the child.
+        interrupts = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, interrupts)
+            os.close(read_end)
+            os.close(write_end)
+            raise
+        if pid == 0:
+            _child(file_fd, ranges, write_end)
+        signal.pthread_sigmask(signal.SIG_SETMASK, interrupts)
+        self.pid = pid
         os.close(write_end)
         self.results: BinaryIO = os.fdopen(read_end, "rb")
 
-    def next(self) -> Sieved:
-        """The next range's result; RuntimeError when the child died before writing it."""
+    def next(self) -> Optional[Sieved]:
+        """The next range's result; None when the child died before writing it (killed
+        for memory, say)."""
         try:
             result: Sieved = pickle.load(self.results)  # noqa: S301 - our own child's pipe
-        except (EOFError, pickle.UnpicklingError) as exc:
-            raise RuntimeError(f"a log sieve worker (pid {self.pid}) ended early: {exc!r}") from None
+        except (EOFError, pickle.UnpicklingError):
+            return None
         return result
 
     def end(self) -> None:
@@ -173,7 +197,38 @@ class _Child:
         self.results.close()
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+def _child(file_fd: int, ranges: list[tuple[int, Optional[int]]], write_end: int) -> NoReturn:
+    """The forked worker's whole life: it keeps only its pipe and the file (reopened
+    through /proc, so it reads what the parent opened whatever is at its path by now,
+    at offsets of its own), never returns into the caller's code, and never flushes the
+    caller's buffers."""
+    status = 1
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        quiet = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(quiet, fd)
+        for name in os.listdir("/proc/self/fd"):
+            if int(name) > 2 and int(name) not in (write_end, file_fd):
+                with contextlib.suppress(OSError):
+                    os.close(int(name))
+        source = f"/proc/self/fd/{file_fd}"
+        with os.fdopen(write_end, "wb") as out:
+            for start, end in ranges:
+                pickle.dump(sieve_range(source, start, end), out, pickle.HIGHEST_PROTOCOL)
+        status = 0
+    finally:
+        os._exit(status)
+
+
+def _end(children: list[_Child]) -> None:
+    while children:
+        children.pop().end()
 
 
 def _size(raw: io.BufferedReader) -> int:

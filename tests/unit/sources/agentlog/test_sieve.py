@@ -6,13 +6,14 @@ ranges anywhere, with CRLF endings or without."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from guard.sources.agentlog import iter_events, reading, sieve
+from guard.sources.agentlog import reading, sieve
 from tests.support.logtext import NOW_2026, samples_dir
 
 
@@ -26,9 +27,30 @@ def _blocks() -> list[str]:
     return blocks
 
 
-def _read(path: Path, workers: int) -> tuple[list, list[str]]:
-    problems: list[str] = []
-    return list(iter_events([str(path)], problems, now=NOW_2026, workers=workers)), problems
+def _read(path: Path, workers: int) -> tuple[list, list[str], int]:
+    """Events, problems and the count of lines read."""
+    report = reading.ReadReport()
+    events = list(reading._iter_file(str(path), report, NOW_2026, workers))
+    return events, report.problems, report.lines
+
+
+@pytest.fixture
+def forks(monkeypatch) -> list[int]:
+    """The workers forked (seen in this process): a sieved read that quietly fell back
+    to reading here would prove nothing."""
+    import os
+
+    made: list[int] = []
+    real = os.fork
+
+    def counted() -> int:
+        pid = real()
+        if pid:
+            made.append(pid)
+        return pid
+
+    monkeypatch.setattr(sieve.os, "fork", counted)
+    return made
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +70,8 @@ sequential read cuts them."""
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32), count=st.integers(1, 400), crlf=st.booleans(),
        range_bytes=st.integers(512, 16384), odd=st.booleans())
-def test_the_sieved_read_gives_the_sequential_read_s_events(blocks, tmp_path, monkeypatch, seed, count,
-                                                             crlf, range_bytes, odd):
+def test_the_sieved_read_gives_the_sequential_read_s_events(blocks, tmp_path, monkeypatch, forks, seed,
+                                                             count, crlf, range_bytes, odd):
     rng = random.Random(seed)
     chosen = [rng.choice(blocks) for _ in range(count)]
     if odd:
@@ -66,7 +88,9 @@ def test_the_sieved_read_gives_the_sequential_read_s_events(blocks, tmp_path, mo
     log.write_bytes(bytes(data))
     monkeypatch.setattr(reading, "SIEVE_MIN_BYTES", 0)
     monkeypatch.setattr(sieve, "RANGE_BYTES", range_bytes)
+    forks.clear()
     assert _read(log, 2) == _read(log, 1)
+    assert forks, "no worker was forked"
 
 
 _REAL_SIEVE = sieve.sieve_range
@@ -74,36 +98,71 @@ _STOPS_AT: list[int] = []
 """The start of the range whose read stops (set by the test, read in the forked worker)."""
 
 
-def _stopping(path: str, start: int, end):
+def _stopping(source: str, start: int, end):
     """sieve_range, but the range at _STOPS_AT stops at its 11th line as a disk error
-    would stop it; a module function, so the pool can hand it to a worker."""
-    kept, count, _ = _REAL_SIEVE(path, start, end)
+    would stop it."""
+    kept, count, _ = _REAL_SIEVE(source, start, end)
     if start not in _STOPS_AT:
         return kept, count, None
     return [(n, line) for n, line in kept if n <= 10], 10, (11, "Input/output error")
 
 
-def test_a_range_whose_read_stopped_ends_the_file_at_its_line(blocks, tmp_path, monkeypatch):
-    """A disk error in the middle of the file: as a sequential read, the events before it
-    and one problem naming the line; nothing after it."""
+def _dying(source: str, start: int, end):
+    """sieve_range, but the worker is killed (for memory, say) at the range at _STOPS_AT."""
+    import os
+    import signal
+
+    if start in _STOPS_AT:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _REAL_SIEVE(source, start, end)
+
+
+def _second_range(log: Path) -> tuple[int, int]:
+    """Where the second range starts, and how many lines come before it."""
+    with open(log, "rb") as raw:
+        second = sieve._bounds(raw, log.stat().st_size)[1][0]
+        raw.seek(0)
+        return second, raw.read(second).count(b"\n")
+
+
+def test_a_range_whose_read_stopped_ends_the_file_at_its_line(blocks, tmp_path, monkeypatch, forks):
+    """A disk error in the middle of the file: one problem naming the line, the events
+    of the lines before it, nothing after it."""
     log = tmp_path / "agent.log"
     log.write_text("".join(blocks) * 3, encoding="utf-8")
     monkeypatch.setattr(reading, "SIEVE_MIN_BYTES", 0)
     monkeypatch.setattr(sieve, "RANGE_BYTES", 4096)
-    with open(log, "rb") as raw:
-        second = sieve._bounds(raw, log.stat().st_size)[1][0]
-        raw.seek(0)
-        before = raw.read(second).count(b"\n")
+    second, before = _second_range(log)
     monkeypatch.setattr(sieve, "sieve_range", _stopping)
     _STOPS_AT[:] = [second]
     try:
-        events, problems = _read(log, 2)
+        events, problems, lines = _read(log, 2)
     finally:
         _STOPS_AT.clear()
+    assert forks
     assert problems == [f"{log}: read stopped at line {before + 11} (Input/output error)"]
-    sequential, _ = _read(log, 1)
-    kept = [e for e in sequential if e.line <= before + 10]
-    assert events and events == kept[:len(events)] and all(e.line <= before + 10 for e in events)
+    assert lines == before + 10
+    head = tmp_path / "head.log"
+    head.write_text("".join(log.read_text(encoding="utf-8").splitlines(keepends=True)[:before + 10]),
+                    encoding="utf-8")
+    assert [replace(e, file="") for e in events] == [replace(e, file="") for e in _read(head, 1)[0]], (
+        "what a read of the lines before the error gives")
+
+
+def test_a_worker_that_dies_is_read_on_here_with_the_same_events(blocks, tmp_path, monkeypatch, forks):
+    log = tmp_path / "agent.log"
+    log.write_text("".join(blocks) * 3, encoding="utf-8")
+    monkeypatch.setattr(reading, "SIEVE_MIN_BYTES", 0)
+    monkeypatch.setattr(sieve, "RANGE_BYTES", 4096)
+    second, _ = _second_range(log)
+    sequential = _read(log, 1)
+    monkeypatch.setattr(sieve, "sieve_range", _dying)
+    _STOPS_AT[:] = [second]
+    try:
+        sieved = _read(log, 2)
+    finally:
+        _STOPS_AT.clear()
+    assert forks and sieved == sequential
 
 
 def test_where_no_process_may_be_forked_the_file_is_read_here(blocks, tmp_path, monkeypatch):
@@ -122,3 +181,6 @@ def test_where_no_process_may_be_forked_the_file_is_read_here(blocks, tmp_path, 
 
     monkeypatch.setattr(sieve.os, "fork", refused)
     assert _read(log, 2) == sequential
+    open_fds = len(os.listdir("/proc/self/fd"))
+    _read(log, 2)
+    assert len(os.listdir("/proc/self/fd")) == open_fds, "a refused fork leaks no pipe"
