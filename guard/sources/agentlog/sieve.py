@@ -103,7 +103,7 @@ def sieved_events(raw: io.BufferedReader, path: str, report: ReadReport, scanner
     them; a read that stops is said in `report` at the line it stopped at, and the
     lines after it are not read. Where no worker can be forked, or one dies, the file
     is read on in this process from the first range not yet read."""
-    ranges = _bounds(raw, _size(raw))
+    ranges = _bounds(raw, os.fstat(raw.fileno()).st_size)
     children: list[_Child] = []
     before = last = 0
     done = 0
@@ -229,8 +229,3 @@ def _child(file_fd: int, ranges: list[tuple[int, Optional[int]]], write_end: int
 def _end(children: list[_Child]) -> None:
     while children:
         children.pop().end()
-
-
-def _size(raw: io.BufferedReader) -> int:
-    raw.seek(0, io.SEEK_END)
-    return raw.tell()
